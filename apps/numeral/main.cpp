@@ -1,0 +1,61 @@
+// numeral: class-conditional diffusion for small images. Each subcommand lives in its own file
+// beside this one and registers itself; main parses, runs, and turns any error into one line.
+#include <c10/util/Exception.h>
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "numeral/common/error.h"
+#include "numeral/cli.h"
+
+namespace numeral::cli {
+namespace {
+
+std::vector<std::pair<int, CommandSetup>>& registry() {
+  static std::vector<std::pair<int, CommandSetup>> commands;
+  return commands;
+}
+
+}  // namespace
+
+bool register_command(int order, CommandSetup setup) {
+  registry().emplace_back(order, std::move(setup));
+  return true;
+}
+
+void add_runtime_options(CLI::App& command, RuntimeOptions& options) {
+  command.add_option("--device", options.device, "auto, cpu, cuda or cuda:N")
+      ->capture_default_str();
+  command.add_option("--threads", options.threads, "CPU threads for LibTorch (0 = one per core)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+}
+
+}  // namespace numeral::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"numeral: class-conditional diffusion for small images (MNIST digits first)",
+               "numeral"};
+  app.set_version_flag("--version", NUMERAL_VERSION);
+  app.require_subcommand(1);
+  auto& commands = numeral::cli::registry();
+  std::stable_sort(commands.begin(), commands.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [order, setup] : commands) setup(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const numeral::Error& e) {
+    fmt::print(stderr, "numeral: error: {}\n", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    fmt::print(stderr, "numeral: error: {}\n", e.what_without_backtrace());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "numeral: error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,99 @@
+#include "numeral/common/runtime.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "numeral/common/error.h"
+
+namespace numeral {
+namespace {
+
+// Finds the shared object in this process whose path contains `needle` (via /proc/self/maps).
+std::string loaded_library(const std::string& needle) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    const auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    if (path.find(needle) != std::string::npos) return path;
+  }
+  return "";
+}
+
+std::string describe_blas(int* threads) {
+  // OpenBLAS exports these; the reference BLAS does not.
+  using GetInt = int (*)();
+  using GetStr = char* (*)();
+  auto get_threads = reinterpret_cast<GetInt>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  auto get_config = reinterpret_cast<GetStr>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
+  std::string path = loaded_library("libblas");
+  if (path.empty()) path = loaded_library("libopenblas");
+  if (path.empty()) path = loaded_library("libmkl");
+  std::error_code ec;
+  const std::string real = path.empty() ? "" : std::filesystem::canonical(path, ec).string();
+  if (get_threads) {
+    *threads = get_threads();
+    std::string config = get_config ? get_config() : "OpenBLAS";
+    return fmt::format("{} at {}", config, real.empty() ? path : real);
+  }
+  *threads = -1;
+  if (real.empty()) return "unknown (no BLAS library loaded)";
+  return fmt::format("reference BLAS at {} (slow: install libopenblas0-pthread)", real);
+}
+
+}  // namespace
+
+torch::Device select_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::kCUDA : torch::kCPU;
+  if (name == "cpu") return torch::kCPU;
+  if (name.rfind("cuda", 0) == 0) {
+    NUMERAL_CHECK(torch::cuda::is_available(),
+                  "--device {}: CUDA is not available in this build or on this machine", name);
+    try {
+      return torch::Device(name);
+    } catch (const std::exception&) {
+      fail("--device {}: expected cuda or cuda:N", name);
+    }
+  }
+  fail("--device {}: expected auto, cpu, cuda or cuda:N", name);
+}
+
+int configure_threads(int threads) {
+  NUMERAL_CHECK(threads >= 0, "--threads {}: expected 0 (one per core) or a positive count",
+                threads);
+  const int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  torch::set_num_threads(std::max(1, n));
+  return torch::get_num_threads();
+}
+
+RuntimeInfo runtime_info() {
+  RuntimeInfo info;
+  info.numeral_version = NUMERAL_VERSION;
+  info.torch_version = fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
+                                   TORCH_VERSION_PATCH);
+  if (torch::cuda::is_available()) {
+    info.device = fmt::format("CUDA ({} device(s))", torch::cuda::device_count());
+  } else {
+    info.device = "CPU (no CUDA device)";
+  }
+  info.torch_threads = torch::get_num_threads();
+  // A matrix product makes LibTorch load its BLAS before we look for it.
+  auto a = torch::ones({64, 64});
+  (void)a.mm(a);
+  info.blas = describe_blas(&info.blas_threads);
+  const std::string config = torch::show_config();
+  const auto pos = config.find("CPU capability usage: ");
+  if (pos != std::string::npos) {
+    const auto start = pos + std::string("CPU capability usage: ").size();
+    info.cpu_capability = config.substr(start, config.find('\n', start) - start);
+  }
+  return info;
+}
+
+}  // namespace numeral

@@ -1,0 +1,30 @@
+#pragma once
+// The machine numeral runs on: device choice, threads, the BLAS LibTorch actually calls.
+#include <torch/types.h>
+
+#include <string>
+
+namespace numeral {
+
+// Resolves "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N" to a device;
+// throws numeral::Error for anything else or for CUDA on a machine without it.
+torch::Device select_device(const std::string& name);
+
+// Sets LibTorch's intra-op threads (0 = one per core) and returns the number in use.
+int configure_threads(int threads);
+
+// What `numeral info` prints about the runtime.
+struct RuntimeInfo {
+  std::string numeral_version;
+  std::string torch_version;
+  std::string device;       // "CPU" or "CUDA: <name>"
+  int torch_threads = 0;    // at::get_num_threads()
+  std::string blas;         // e.g. "OpenBLAS 0.3.21 (pthread) at /usr/lib/.../libblas.so.3"
+  int blas_threads = -1;    // -1 when the BLAS cannot say
+  std::string cpu_capability;
+};
+
+// Gathers RuntimeInfo; loads the BLAS by running one small matrix product first.
+RuntimeInfo runtime_info();
+
+}  // namespace numeral

