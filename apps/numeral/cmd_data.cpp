@@ -1,0 +1,74 @@
+// `numeral data get NAME` and `numeral data list`: put datasets on the machine and show them.
+#include <fmt/core.h>
+
+#include <string>
+
+#include "numeral/cli.h"
+#include "numeral/data/dataset.h"
+#include "numeral/data/sources.h"
+
+namespace {
+
+struct DataCommandOptions {
+  std::string name;  // dataset to get: mnist or fashion-mnist
+  std::string root;  // data directory; "" = $NUMERAL_DATA or ./data
+};
+
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
+  return digits;
+}
+
+std::filesystem::path resolve_root(const std::string& root) {
+  numeral::DataOptions options;
+  options.root = root;
+  return numeral::data_root(options);
+}
+
+void run_get(const DataCommandOptions& options) {
+  const numeral::FetchReport report =
+      numeral::fetch_dataset(options.name, resolve_root(options.root));
+  const char* noun = report.name == "mnist" ? "digits" : "images";
+  if (report.already_present) {
+    fmt::print("{}: already in {} (nothing to do)\n", report.name, report.dir.string());
+  } else {
+    fmt::print("{}: fetched into {}\n", report.name, report.dir.string());
+  }
+  fmt::print("  source: {}\n", report.source);
+  fmt::print("  {}: {} train, {}\n", noun, with_commas(report.train),
+             report.test > 0 ? with_commas(report.test) + " test" : std::string("no test split"));
+  if (!report.note.empty()) fmt::print("  note:   {}\n", report.note);
+}
+
+void run_list(const DataCommandOptions& options) {
+  const std::filesystem::path root = resolve_root(options.root);
+  const auto datasets = numeral::find_datasets(root);
+  if (datasets.empty()) {
+    fmt::print("no datasets under {}: run `numeral data get mnist`\n", root.string());
+    return;
+  }
+  fmt::print("{:<14} {:>8} {:>8}  {:<34} {}\n", "dataset", "train", "test", "dir", "source");
+  for (const auto& d : datasets) {
+    fmt::print("{:<14} {:>8} {:>8}  {:<34} {}\n", d.name, with_commas(d.train),
+               d.test > 0 ? with_commas(d.test) : std::string("-"), d.dir.string(), d.source);
+  }
+}
+
+const bool kRegistered = numeral::cli::register_command(/*order=*/20, [](CLI::App& app) {
+  static DataCommandOptions options;
+  auto* data = app.add_subcommand("data", "Get datasets (MNIST, Fashion-MNIST) and list them");
+  data->require_subcommand(1);
+
+  auto* get = data->add_subcommand(
+      "get", "Fetch a dataset into the data directory (idempotent): mnist or fashion-mnist");
+  get->add_option("name", options.name, "mnist or fashion-mnist")->required();
+  get->add_option("--root", options.root, "data directory (default: $NUMERAL_DATA or ./data)");
+  get->callback([] { run_get(options); });
+
+  auto* list = data->add_subcommand("list", "List the datasets under the data directory");
+  list->add_option("--root", options.root, "data directory (default: $NUMERAL_DATA or ./data)");
+  list->callback([] { run_list(options); });
+});
+
+}  // namespace

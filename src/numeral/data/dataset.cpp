@@ -1,0 +1,345 @@
+#include "numeral/data/dataset.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "numeral/common/error.h"
+#include "numeral/common/fs.h"
+#include "numeral/data/idx.h"
+
+namespace numeral {
+namespace {
+
+constexpr int64_t kNumClasses = 10;
+
+const std::vector<std::string>& fashion_class_names() {
+  static const std::vector<std::string> names = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                                 "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                                 "Bag",         "Ankle boot"};
+  return names;
+}
+
+std::vector<std::string> digit_class_names() {
+  std::vector<std::string> names;
+  for (int64_t i = 0; i < kNumClasses; ++i) names.push_back(std::to_string(i));
+  return names;
+}
+
+// 60000 -> "60,000".
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -n : n);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
+  return n < 0 ? "-" + digits : digits;
+}
+
+std::string shape_string(c10::IntArrayRef sizes) {
+  std::string out = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
+  return out + "]";
+}
+
+// The first regular file named <prefix>-<kind>{-,.}idx<d>-ubyte[.gz] in dir, or "".
+fs::path find_file(const fs::path& dir, std::initializer_list<const char*> prefixes,
+                   const char* kind, std::initializer_list<const char*> idx_dims) {
+  for (const char* prefix : prefixes) {
+    for (const char* sep : {"-", "."}) {
+      for (const char* d : idx_dims) {
+        for (const char* ext : {"", ".gz"}) {
+          const fs::path path =
+              dir / fmt::format("{}-{}{}idx{}-ubyte{}", prefix, kind, sep, d, ext);
+          std::error_code ec;
+          if (fs::is_regular_file(path, ec)) return path;
+        }
+      }
+    }
+  }
+  return {};
+}
+
+// source.json's field `key`, or "" when the file or the field is absent or unreadable.
+std::string source_json_field(const fs::path& dir, const char* key) {
+  const fs::path path = dir / "source.json";
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return "";
+  std::ifstream in(path);
+  const nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object() || !json.contains(key) || !json[key].is_string()) return "";
+  return json[key].get<std::string>();
+}
+
+bool same_dir(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  return fs::equivalent(a, b, ec);
+}
+
+std::string dataset_source(const fs::path& dir) {
+  std::string source = source_json_field(dir, "source");
+  if (!source.empty()) return source;
+  if (same_dir(dir, kFashionMnistSystemDir)) {
+    return fmt::format("Debian's dataset-fashion-mnist package ({})", kFashionMnistSystemDir);
+  }
+  return fmt::format("IDX files in {}", dir.string());
+}
+
+// Reads one split: images [N, C, H, W] uint8 and labels [N] int64 in [0, num_classes).
+Dataset load_pair(const fs::path& images_path, const fs::path& labels_path) {
+  torch::Tensor images = read_idx(images_path);
+  if (images.dim() == 3) {
+    images = images.unsqueeze(1);
+  } else if (images.dim() == 4) {
+    images = images.permute({0, 3, 1, 2}).contiguous();
+  } else {
+    fail("{}: expected images of shape [N, H, W] or [N, H, W, C], found {}", images_path.string(),
+         shape_string(images.sizes()));
+  }
+  const torch::Tensor labels = read_idx(labels_path);
+  NUMERAL_CHECK(labels.dim() == 1, "{}: expected labels of shape [N], found {}",
+                labels_path.string(), shape_string(labels.sizes()));
+  NUMERAL_CHECK(images.size(0) == labels.size(0),
+                "{} and {}: images and labels have different counts: {} vs {}",
+                images_path.string(), labels_path.string(), images.size(0), labels.size(0));
+  const torch::Tensor bad = (labels >= kNumClasses).nonzero();
+  if (bad.size(0) > 0) {
+    const int64_t i = bad[0][0].item<int64_t>();
+    fail("{}: label {} at index {} is out of range, expected 0 to {}", labels_path.string(),
+         labels[i].item<int64_t>(), i, kNumClasses - 1);
+  }
+  return Dataset{images, labels.to(torch::kInt64)};
+}
+
+struct ResolvedData {
+  std::string name;
+  fs::path dir;
+  bool fashion = false;
+};
+
+bool has_train_images(const fs::path& dir) {
+  return !find_file(dir, {"train"}, "images", {"3", "4"}).empty();
+}
+
+ResolvedData resolve(const DataOptions& options, const fs::path& root) {
+  const std::string& name = options.data;
+  if (name == "mnist") {
+    const fs::path dir = root / "mnist";
+    NUMERAL_CHECK(has_train_images(dir), "mnist is not in {}: run `numeral data get mnist`",
+                  dir.string());
+    return {name, dir, false};
+  }
+  if (name == "fashion-mnist") {
+    const fs::path dir = root / "fashion-mnist";
+    if (has_train_images(dir)) return {name, dir, true};
+    NUMERAL_CHECK(has_train_images(kFashionMnistSystemDir),
+                  "fashion-mnist is in neither {} nor {}: run `apt-get install "
+                  "dataset-fashion-mnist` (then `numeral data get fashion-mnist`)",
+                  dir.string(), kFashionMnistSystemDir);
+    return {name, kFashionMnistSystemDir, true};
+  }
+  std::error_code ec;
+  NUMERAL_CHECK(fs::is_directory(name, ec),
+                "unknown dataset '{}': expected mnist, fashion-mnist or a directory of IDX files",
+                name);
+  const bool fashion =
+      source_json_field(name, "name") == "fashion-mnist" || same_dir(name, kFashionMnistSystemDir);
+  return {name, name, fashion};
+}
+
+void fnv1a_u64(uint64_t& hash, uint64_t value) {
+  constexpr uint64_t kFnvPrime = 1099511628211ull;
+  for (int byte = 0; byte < 8; ++byte) {
+    hash ^= (value >> (8 * byte)) & 0xff;
+    hash *= kFnvPrime;
+  }
+}
+
+// Uniform in [0, bound) from mt19937_64's output alone (std::uniform_int_distribution differs
+// between standard libraries): rejection of the biased low range, then modulo.
+uint64_t uniform_below(std::mt19937_64& rng, uint64_t bound) {
+  const uint64_t threshold = (0 - bound) % bound;
+  uint64_t r = rng();
+  while (r < threshold) r = rng();
+  return r % bound;
+}
+
+}  // namespace
+
+fs::path data_root(const DataOptions& options) {
+  if (!options.root.empty()) return options.root;
+  const char* env = std::getenv("NUMERAL_DATA");
+  if (env != nullptr && *env != '\0') return env;
+  return "data";
+}
+
+IdxFiles find_idx_files(const fs::path& dir) {
+  IdxFiles files;
+  files.train_images = find_file(dir, {"train"}, "images", {"3", "4"});
+  files.train_labels = find_file(dir, {"train"}, "labels", {"1"});
+  files.test_images = find_file(dir, {"t10k", "test"}, "images", {"3", "4"});
+  files.test_labels = find_file(dir, {"t10k", "test"}, "labels", {"1"});
+  return files;
+}
+
+std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed) {
+  NUMERAL_CHECK(n >= 0, "seeded_permutation: expected a non-negative count, got {}", n);
+  std::vector<int64_t> perm(n);
+  for (int64_t i = 0; i < n; ++i) perm[i] = i;
+  std::mt19937_64 rng(seed);
+  for (int64_t i = n - 1; i > 0; --i) {
+    const auto j = static_cast<int64_t>(uniform_below(rng, static_cast<uint64_t>(i) + 1));
+    std::swap(perm[i], perm[j]);
+  }
+  return perm;
+}
+
+uint64_t split_fingerprint(const torch::Tensor& indices, const torch::Tensor& labels) {
+  NUMERAL_CHECK(indices.dim() == 1 && labels.dim() == 1 && indices.size(0) == labels.size(0),
+                "split_fingerprint: expected 1-D indices and labels of one length, got {} and {}",
+                shape_string(indices.sizes()), shape_string(labels.sizes()));
+  const torch::Tensor idx = indices.to(torch::kCPU, torch::kInt64).contiguous();
+  const torch::Tensor lab = labels.to(torch::kCPU, torch::kInt64).contiguous();
+  const auto* ip = idx.data_ptr<int64_t>();
+  const auto* lp = lab.data_ptr<int64_t>();
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a 64-bit offset basis
+  for (int64_t i = 0; i < idx.size(0); ++i) {
+    fnv1a_u64(hash, static_cast<uint64_t>(ip[i]));
+    fnv1a_u64(hash, static_cast<uint64_t>(lp[i]));
+  }
+  return hash;
+}
+
+torch::Tensor split_val_indices(int64_t n, double val_fraction, uint64_t seed) {
+  NUMERAL_CHECK(n > 0, "split_val_indices: expected a positive count, got {}", n);
+  NUMERAL_CHECK(val_fraction >= 0.0 && val_fraction < 1.0,
+                "split_val_indices: val_fraction must be in [0, 1), got {}", val_fraction);
+  const int64_t n_val = std::llround(static_cast<double>(n) * val_fraction);
+  NUMERAL_CHECK(n_val < n, "split_val_indices: holding out {} of {} items leaves none to train on",
+                n_val, n);
+  std::vector<int64_t> perm = seeded_permutation(n, seed);
+  perm.resize(n_val);
+  std::sort(perm.begin(), perm.end());
+  return torch::tensor(perm, torch::kInt64).reshape({n_val});
+}
+
+DataSplit load_data(const DataOptions& options) {
+  const fs::path root = data_root(options);
+  const ResolvedData resolved = resolve(options, root);
+  const IdxFiles files = find_idx_files(resolved.dir);
+  NUMERAL_CHECK(!files.train_images.empty() && !files.train_labels.empty(),
+                "{}: no IDX training files: expected train-images-idx3-ubyte[.gz] and "
+                "train-labels-idx1-ubyte[.gz]{}",
+                resolved.dir.string(),
+                resolved.name == "mnist" ? " (run `numeral data get mnist`)" : "");
+  NUMERAL_CHECK(files.test_images.empty() == files.test_labels.empty(),
+                "{}: found {} but not the matching test {} file", resolved.dir.string(),
+                files.test_images.empty() ? files.test_labels.filename().string()
+                                          : files.test_images.filename().string(),
+                files.test_images.empty() ? "images" : "labels");
+
+  DataSplit split;
+  split.name = resolved.name;
+  split.dir = resolved.dir;
+  split.source = dataset_source(resolved.dir);
+  split.num_classes = kNumClasses;
+  split.class_names = resolved.fashion ? fashion_class_names() : digit_class_names();
+
+  Dataset train = load_pair(files.train_images, files.train_labels);
+  if (!files.test_images.empty()) {
+    split.val = load_pair(files.test_images, files.test_labels);
+    NUMERAL_CHECK(split.val.images.sizes().slice(1).equals(train.images.sizes().slice(1)),
+                  "{}: test images are {} but train images are {} (shapes as [C, H, W])",
+                  files.test_images.string(), shape_string(split.val.images.sizes().slice(1)),
+                  shape_string(train.images.sizes().slice(1)));
+    split.train = std::move(train);
+    split.split = fmt::format("the test files: {} validation images from {}",
+                              with_commas(split.val.size()), files.test_images.filename().string());
+    split.val_fingerprint =
+        split_fingerprint(torch::arange(split.val.size(), torch::kInt64), split.val.labels);
+    return split;
+  }
+
+  const int64_t n = train.size();
+  const torch::Tensor val_idx = split_val_indices(n, options.val_fraction, options.split_seed);
+  torch::Tensor is_val = torch::zeros({n}, torch::kBool);
+  is_val.index_fill_(0, val_idx, true);
+  const torch::Tensor train_idx = is_val.logical_not().nonzero().reshape({-1});
+  split.val = Dataset{train.images.index_select(0, val_idx), train.labels.index_select(0, val_idx)};
+  split.train =
+      Dataset{train.images.index_select(0, train_idx), train.labels.index_select(0, train_idx)};
+  split.split = fmt::format(
+      "seeded split: {} of the {} training images held out for validation ({:g}%, seed {}); no "
+      "test files",
+      with_commas(split.val.size()), with_commas(n), options.val_fraction * 100.0,
+      options.split_seed);
+  split.val_fingerprint = split_fingerprint(val_idx, split.val.labels);
+  return split;
+}
+
+torch::Tensor to_model_range(const torch::Tensor& images) {
+  NUMERAL_CHECK(images.scalar_type() == torch::kUInt8,
+                "to_model_range: expected uint8 pixels, got {}",
+                c10::toString(images.scalar_type()));
+  return images.to(torch::kFloat32).div(127.5).sub(1.0);
+}
+
+torch::Tensor from_model_range(const torch::Tensor& x) {
+  NUMERAL_CHECK(x.is_floating_point(), "from_model_range: expected a floating-point tensor, got {}",
+                c10::toString(x.scalar_type()));
+  return torch::nan_to_num(x.to(torch::kFloat32), 0.0)
+      .clamp(-1.0, 1.0)
+      .add(1.0)
+      .mul(127.5)
+      .round()
+      .to(torch::kUInt8);
+}
+
+DatasetSummary describe_dataset(const std::string& name, const fs::path& dir) {
+  const IdxFiles files = find_idx_files(dir);
+  NUMERAL_CHECK(!files.train_images.empty() && !files.train_labels.empty(),
+                "{}: no IDX training files: expected train-images-idx3-ubyte[.gz] and "
+                "train-labels-idx1-ubyte[.gz]",
+                dir.string());
+  auto count = [](const fs::path& images, const fs::path& labels) {
+    const std::vector<int64_t> image_dims = read_idx_shape(images);
+    const std::vector<int64_t> label_dims = read_idx_shape(labels);
+    NUMERAL_CHECK(label_dims.size() == 1, "{}: expected labels of shape [N], found {}",
+                  labels.string(), shape_string(label_dims));
+    NUMERAL_CHECK(image_dims[0] == label_dims[0],
+                  "{} and {}: images and labels have different counts: {} vs {}", images.string(),
+                  labels.string(), image_dims[0], label_dims[0]);
+    return image_dims[0];
+  };
+  DatasetSummary summary;
+  summary.name = name;
+  summary.dir = dir;
+  summary.train = count(files.train_images, files.train_labels);
+  if (!files.test_images.empty() && !files.test_labels.empty()) {
+    summary.test = count(files.test_images, files.test_labels);
+  }
+  summary.source = dataset_source(dir);
+  return summary;
+}
+
+std::vector<DatasetSummary> find_datasets(const fs::path& root) {
+  std::vector<DatasetSummary> found;
+  auto add = [&](const std::string& name, const fs::path& dir) {
+    try {
+      found.push_back(describe_dataset(name, dir));
+    } catch (const Error& e) {
+      found.push_back(DatasetSummary{name, dir, 0, 0, fmt::format("unreadable: {}", e.what())});
+    }
+  };
+  if (has_train_images(root / "mnist")) add("mnist", root / "mnist");
+  if (has_train_images(root / "fashion-mnist")) {
+    add("fashion-mnist", root / "fashion-mnist");
+  } else if (has_train_images(kFashionMnistSystemDir)) {
+    add("fashion-mnist", kFashionMnistSystemDir);
+  }
+  return found;
+}
+
+}  // namespace numeral

@@ -1,0 +1,118 @@
+#include "numeral/diffusion/schedule.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "numeral/common/error.h"
+
+namespace numeral {
+
+void DiffusionConfig::validate() const {
+  NUMERAL_CHECK(timesteps >= 2, "diffusion: timesteps must be >= 2, got {}", timesteps);
+  NUMERAL_CHECK(schedule == "cosine" || schedule == "linear" || schedule == "linear-textbook",
+                "diffusion: unknown schedule '{}': expected cosine, linear or linear-textbook",
+                schedule);
+  NUMERAL_CHECK(prediction == "eps" || prediction == "v",
+                "diffusion: unknown prediction '{}': expected eps or v", prediction);
+  NUMERAL_CHECK(min_snr_gamma >= 0, "diffusion: min_snr_gamma must be >= 0, got {}",
+                min_snr_gamma);
+  NUMERAL_CHECK(!(zero_terminal_snr && prediction == "eps"),
+                "diffusion: zero terminal SNR makes x_0 unrecoverable from eps at t = T; use "
+                "--prediction v with --zero-terminal-snr");
+  NUMERAL_CHECK(cosine_s > 0, "diffusion: cosine_s must be > 0, got {}", cosine_s);
+}
+
+void to_json(nlohmann::json& j, const DiffusionConfig& c) {
+  j = nlohmann::json{{"timesteps", c.timesteps},         {"schedule", c.schedule},
+                     {"cosine_s", c.cosine_s},           {"zero_terminal_snr", c.zero_terminal_snr},
+                     {"prediction", c.prediction},       {"min_snr_gamma", c.min_snr_gamma}};
+}
+
+void from_json(const nlohmann::json& j, DiffusionConfig& c) {
+  const DiffusionConfig d;
+  c.timesteps = j.value("timesteps", d.timesteps);
+  c.schedule = j.value("schedule", d.schedule);
+  c.cosine_s = j.value("cosine_s", d.cosine_s);
+  c.zero_terminal_snr = j.value("zero_terminal_snr", d.zero_terminal_snr);
+  c.prediction = j.value("prediction", d.prediction);
+  c.min_snr_gamma = j.value("min_snr_gamma", d.min_snr_gamma);
+}
+
+torch::Tensor make_betas(const DiffusionConfig& config) {
+  config.validate();
+  const auto T = config.timesteps;
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble);
+  if (config.schedule == "linear" || config.schedule == "linear-textbook") {
+    const double scale = config.schedule == "linear" ? 1000.0 / static_cast<double>(T) : 1.0;
+    return torch::linspace(scale * 1e-4, std::min(scale * 0.02, 0.999), T, f64);
+  }
+  // Cosine (Nichol & Dhariwal 2021, eq. 17): abar(t) = f(t) / f(0),
+  // f(t) = cos((t/T + s) / (1 + s) * pi/2)^2, beta_t = 1 - abar(t)/abar(t-1), clipped at 0.999.
+  const double s = config.cosine_s;
+  auto f = [&](double t) {
+    const double angle = (t / static_cast<double>(T) + s) / (1 + s) * M_PI / 2;
+    return std::cos(angle) * std::cos(angle);
+  };
+  auto betas = torch::empty({T}, f64);
+  auto* b = betas.data_ptr<double>();
+  for (int64_t t = 0; t < T; ++t) b[t] = std::min(1.0 - f(t + 1) / f(t), 0.999);
+  return betas;
+}
+
+torch::Tensor rescale_zero_terminal_snr(const torch::Tensor& betas) {
+  auto sqrt_abar = torch::cumprod(1 - betas, 0).sqrt();
+  const auto first = sqrt_abar[0].clone(), last = sqrt_abar[-1].clone();
+  sqrt_abar = (sqrt_abar - last) * first / (first - last);  // first kept, last -> 0
+  auto abar = sqrt_abar.pow(2);
+  auto alphas = torch::cat({abar.slice(0, 0, 1), abar.slice(0, 1) / abar.slice(0, 0, -1)});
+  return 1 - alphas;
+}
+
+NoiseSchedule NoiseSchedule::from_config(const DiffusionConfig& config) {
+  NoiseSchedule s;
+  auto betas = make_betas(config);
+  if (config.zero_terminal_snr) betas = rescale_zero_terminal_snr(betas);
+  s.T = config.timesteps;
+  s.betas = betas;
+  s.alphas = 1 - betas;
+  s.alphas_cumprod = torch::cumprod(s.alphas, 0);
+  s.alphas_cumprod_prev = torch::cat({torch::ones({1}, betas.options()),
+                                      s.alphas_cumprod.slice(0, 0, -1)});
+  s.sqrt_alphas_cumprod = s.alphas_cumprod.sqrt();
+  s.sqrt_one_minus_alphas_cumprod = (1 - s.alphas_cumprod).sqrt();
+  // DDPM eq. 7: q(x_{t-1} | x_t, x_0) = N(mu~, beta~ I).
+  s.posterior_variance = betas * (1 - s.alphas_cumprod_prev) / (1 - s.alphas_cumprod);
+  auto clipped = s.posterior_variance.clone();
+  clipped[0] = s.posterior_variance[1];
+  s.posterior_log_variance_clipped = clipped.log();
+  s.posterior_mean_coef1 = betas * s.alphas_cumprod_prev.sqrt() / (1 - s.alphas_cumprod);
+  s.posterior_mean_coef2 = (1 - s.alphas_cumprod_prev) * s.alphas.sqrt() / (1 - s.alphas_cumprod);
+  return s;
+}
+
+NoiseSchedule NoiseSchedule::to(torch::Device device) const {
+  auto cast = [&](const torch::Tensor& x) { return x.to(device, torch::kFloat); };
+  NoiseSchedule s;
+  s.T = T;
+  s.betas = cast(betas);
+  s.alphas = cast(alphas);
+  s.alphas_cumprod = cast(alphas_cumprod);
+  s.alphas_cumprod_prev = cast(alphas_cumprod_prev);
+  s.sqrt_alphas_cumprod = cast(sqrt_alphas_cumprod);
+  s.sqrt_one_minus_alphas_cumprod = cast(sqrt_one_minus_alphas_cumprod);
+  s.posterior_variance = cast(posterior_variance);
+  s.posterior_log_variance_clipped = cast(posterior_log_variance_clipped);
+  s.posterior_mean_coef1 = cast(posterior_mean_coef1);
+  s.posterior_mean_coef2 = cast(posterior_mean_coef2);
+  return s;
+}
+
+torch::Tensor NoiseSchedule::log_snr() const {
+  return alphas_cumprod.log() - (1 - alphas_cumprod).log();
+}
+
+torch::Tensor extract(const torch::Tensor& coefficient, const torch::Tensor& t) {
+  return coefficient.index_select(0, t.to(coefficient.device())).view({-1, 1, 1, 1});
+}
+
+}  // namespace numeral

@@ -1,0 +1,27 @@
+#pragma once
+// Image quality over training: a fixed-seed sample grid every few epochs, assembled into one
+// picture and a GIF.
+#include <filesystem>
+#include <vector>
+
+#include "numeral/diffusion/gaussian_diffusion.h"
+#include "numeral/io/image.h"
+#include "numeral/model/unet.h"
+
+namespace numeral {
+
+// Writes <run>/previews/epoch-NNN.png (a row per class, the same seeds every time), and after each
+// one rewrites <run>/previews.png (all epochs so far, labelled) and <run>/previews.gif.
+class PreviewWriter {
+ public:
+  PreviewWriter(std::filesystem::path run_dir, int64_t num_classes, int64_t per_class = 8);
+  void write(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, int64_t epoch);
+
+ private:
+  std::filesystem::path run_dir_;
+  int64_t num_classes_, per_class_;
+  std::vector<Image> frames_;
+  std::vector<std::string> captions_;
+};
+
+}  // namespace numeral

@@ -1,0 +1,77 @@
+#include "numeral/model/layers.h"
+
+#include <cmath>
+
+namespace numeral {
+
+namespace nn = torch::nn;
+
+torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int64_t dim) {
+  const int64_t half = dim / 2;
+  const double scale = half > 1 ? std::log(10000.0) / static_cast<double>(half - 1) : 0.0;
+  auto freqs = torch::exp(
+      torch::arange(half, torch::TensorOptions().dtype(torch::kFloat).device(t.device())) *
+      -scale);                                                  // [half]
+  auto args = t.to(torch::kFloat).unsqueeze(1) * freqs.unsqueeze(0);  // [B, half]
+  return torch::cat({args.sin(), args.cos()}, /*dim=*/1);       // [B, dim]
+}
+
+EmbedBlockImpl::EmbedBlockImpl(int64_t in_features, int64_t hidden, int64_t out_features)
+    : fc1_(register_module("fc1", nn::Linear(in_features, hidden))),
+      fc2_(register_module("fc2", nn::Linear(hidden, out_features))) {}
+
+torch::Tensor EmbedBlockImpl::forward(const torch::Tensor& x) {
+  return fc2_(torch::gelu(fc1_(x)));
+}
+
+ResBlockImpl::ResBlockImpl(int64_t in_channels, int64_t out_channels, int64_t groups)
+    : conv1_(register_module(
+          "conv1", nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 3).padding(1)))),
+      conv2_(register_module(
+          "conv2", nn::Conv2d(nn::Conv2dOptions(out_channels, out_channels, 3).padding(1)))),
+      norm1_(register_module("norm1", nn::GroupNorm(groups, out_channels))),
+      norm2_(register_module("norm2", nn::GroupNorm(groups, out_channels))) {
+  if (in_channels != out_channels) {
+    shortcut_ = register_module("shortcut",
+                                nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1)));
+  }
+}
+
+torch::Tensor ResBlockImpl::forward(const torch::Tensor& x) {
+  auto h = torch::gelu(norm1_(conv1_(x)));
+  h = torch::gelu(norm2_(conv2_(h)));
+  return h + (shortcut_ ? shortcut_(x) : x);
+}
+
+DownBlockImpl::DownBlockImpl(int64_t in_channels, int64_t out_channels, int64_t groups)
+    : block_(register_module("block", ResBlock(in_channels, out_channels, groups))) {}
+
+std::pair<torch::Tensor, torch::Tensor> DownBlockImpl::forward(const torch::Tensor& x) {
+  auto skip = block_(x);
+  return {torch::avg_pool2d(skip, /*kernel_size=*/2), skip};
+}
+
+UpBlockImpl::UpBlockImpl(int64_t in_channels, int64_t skip_channels, int64_t out_channels,
+                         int64_t groups)
+    : up_(register_module("up", nn::ConvTranspose2d(nn::ConvTranspose2dOptions(
+                                                         in_channels, in_channels, 2)
+                                                         .stride(2)))),
+      block_(register_module("block",
+                             ResBlock(in_channels + skip_channels, out_channels, groups))) {}
+
+torch::Tensor UpBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& skip) {
+  return block_(torch::cat({up_(x), skip}, /*dim=*/1));
+}
+
+SelfAttentionImpl::SelfAttentionImpl(int64_t channels, int64_t heads, int64_t groups)
+    : norm_(register_module("norm", nn::GroupNorm(groups, channels))),
+      attention_(register_module("attention", nn::MultiheadAttention(channels, heads))) {}
+
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x) {
+  const auto b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  auto seq = norm_(x).flatten(2).permute({2, 0, 1});  // [H*W, B, C]
+  auto out = std::get<0>(attention_(seq, seq, seq));  // [H*W, B, C]
+  return x + out.permute({1, 2, 0}).reshape({b, c, h, w});
+}
+
+}  // namespace numeral

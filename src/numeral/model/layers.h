@@ -1,0 +1,75 @@
+#pragma once
+// The U-Net's building blocks (LibTorch modules: XImpl + TORCH_MODULE).
+#include <torch/torch.h>
+
+namespace numeral {
+
+// Sinusoidal features of the timestep (Vaswani et al. 2017, sec. 3.5; as in DDPM):
+// emb[i] = sin(t * w_i), emb[half + i] = cos(t * w_i), w_i = 10000^(-i / (half - 1)).
+torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int64_t dim);  // [B] -> [B, dim]
+
+// A two-layer MLP (Linear, GELU, Linear): turns a time feature or a one-hot label into a
+// per-channel embedding.
+class EmbedBlockImpl : public torch::nn::Module {
+ public:
+  EmbedBlockImpl(int64_t in_features, int64_t hidden, int64_t out_features);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, in] -> [B, out]
+
+ private:
+  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+};
+TORCH_MODULE(EmbedBlock);
+
+// Two (3x3 convolution, GroupNorm, GELU) layers with a residual connection (1x1 convolution when
+// the width changes).
+class ResBlockImpl : public torch::nn::Module {
+ public:
+  ResBlockImpl(int64_t in_channels, int64_t out_channels, int64_t groups);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, in, H, W] -> [B, out, H, W]
+
+ private:
+  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
+  torch::nn::GroupNorm norm1_{nullptr}, norm2_{nullptr};
+  torch::nn::Conv2d shortcut_{nullptr};  // null when in == out
+};
+TORCH_MODULE(ResBlock);
+
+// Encoder level: a ResBlock whose output is kept as the skip, then halving the resolution.
+class DownBlockImpl : public torch::nn::Module {
+ public:
+  DownBlockImpl(int64_t in_channels, int64_t out_channels, int64_t groups);
+  // Returns {downsampled [B, out, H/2, W/2], skip [B, out, H, W]}.
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x);
+
+ private:
+  ResBlock block_{nullptr};
+};
+TORCH_MODULE(DownBlock);
+
+// Decoder level: doubles the resolution (transposed convolution), concatenates the matching skip,
+// then a ResBlock.
+class UpBlockImpl : public torch::nn::Module {
+ public:
+  UpBlockImpl(int64_t in_channels, int64_t skip_channels, int64_t out_channels, int64_t groups);
+  // x [B, in, H, W], skip [B, skip, 2H, 2W] -> [B, out, 2H, 2W]
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& skip);
+
+ private:
+  torch::nn::ConvTranspose2d up_{nullptr};
+  ResBlock block_{nullptr};
+};
+TORCH_MODULE(UpBlock);
+
+// Multi-head self-attention over the pixels of a feature map, with a residual connection.
+class SelfAttentionImpl : public torch::nn::Module {
+ public:
+  SelfAttentionImpl(int64_t channels, int64_t heads, int64_t groups);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, C, H, W] -> [B, C, H, W]
+
+ private:
+  torch::nn::GroupNorm norm_{nullptr};
+  torch::nn::MultiheadAttention attention_{nullptr};
+};
+TORCH_MODULE(SelfAttention);
+
+}  // namespace numeral

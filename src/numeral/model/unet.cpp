@@ -1,0 +1,132 @@
+#include "numeral/model/unet.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "numeral/common/error.h"
+
+namespace numeral {
+
+namespace nn = torch::nn;
+
+UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
+  config_.validate();
+  const auto& c = config_.channels;
+  const auto levels = static_cast<int64_t>(c.size());
+  input_ = register_module("input", ResBlock(config_.image_channels, c[0], config_.groups));
+  down_ = register_module("down", nn::ModuleList());
+  for (int64_t i = 0; i + 1 < levels; ++i) {
+    down_->push_back(DownBlock(c[i], c[i + 1], config_.groups));
+  }
+  bottleneck_ = register_module("bottleneck", ResBlock(c.back(), c.back(), config_.groups));
+  if (config_.attention) {
+    attention_ = register_module(
+        "attention", SelfAttention(c.back(), config_.attention_heads, config_.groups));
+  }
+  // Decoder levels, from the bottleneck outwards: up_[j] is level i = levels - 2 - j.
+  up_ = register_module("up", nn::ModuleList());
+  time_embed_ = register_module("time_embed", nn::ModuleList());
+  class_embed_ = register_module("class_embed", nn::ModuleList());
+  auto add_embeddings = [&](int64_t width) {
+    time_embed_->push_back(EmbedBlock(config_.time_embed_dim, config_.time_embed_dim, width));
+    class_embed_->push_back(EmbedBlock(config_.num_classes, config_.class_embed_dim, width));
+  };
+  add_embeddings(c.back());
+  for (int64_t i = levels - 2; i >= 0; --i) {
+    up_->push_back(UpBlock(c[i + 1], c[i + 1], c[i], config_.groups));
+    add_embeddings(c[i]);
+  }
+  out_conv1_ = register_module("out_conv1",
+                               nn::Conv2d(nn::Conv2dOptions(2 * c[0], c[0], 3).padding(1)));
+  out_norm_ = register_module("out_norm", nn::GroupNorm(config_.groups, c[0]));
+  out_conv2_ = register_module(
+      "out_conv2", nn::Conv2d(nn::Conv2dOptions(c[0], config_.image_channels, 3).padding(1)));
+}
+
+torch::Tensor one_hot_labels(const torch::Tensor& labels, int64_t num_classes) {
+  auto classes = torch::arange(num_classes, labels.options());
+  return labels.unsqueeze(1).eq(classes.unsqueeze(0)).to(torch::kFloat);  // [B, K]
+}
+
+torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t,
+                                const torch::Tensor& labels, ShapeTrace* trace) {
+  const auto& cfg = config_;
+  TORCH_CHECK(x_t.dim() == 4 && x_t.size(1) == cfg.image_channels &&
+                  x_t.size(2) == cfg.image_size && x_t.size(3) == cfg.image_size,
+              "UNet: expected x_t of shape [B, ", cfg.image_channels, ", ", cfg.image_size, ", ",
+              cfg.image_size, "], got ", x_t.sizes());
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == x_t.size(0), "UNet: expected t of shape [",
+              x_t.size(0), "], got ", t.sizes());
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == x_t.size(0),
+              "UNet: expected labels of shape [", x_t.size(0), "], got ", labels.sizes());
+  auto record = [&](const std::string& name, const torch::Tensor& h) {
+    if (trace) trace->emplace_back(name, h.sizes().vec());
+  };
+  const auto time_features = sinusoidal_embedding(t, cfg.time_embed_dim);  // [B, D]
+  const auto class_features = one_hot_labels(labels, cfg.num_classes);     // [B, K]
+  // h <- h * (1 + class embedding) + time embedding, per channel.
+  auto inject = [&](torch::Tensor h, size_t level) {
+    auto scale = class_embed_[level]->as<EmbedBlock>()->forward(class_features);  // [B, C]
+    auto shift = time_embed_[level]->as<EmbedBlock>()->forward(time_features);    // [B, C]
+    return h * (1 + scale.unsqueeze(-1).unsqueeze(-1)) + shift.unsqueeze(-1).unsqueeze(-1);
+  };
+
+  const auto x0_features = input_(x_t);  // [B, c0, H, W]
+  record("input ResBlock", x0_features);
+  auto h = x0_features;
+  std::vector<torch::Tensor> skips;
+  for (size_t i = 0; i < down_->size(); ++i) {
+    auto [down, skip] = down_[i]->as<DownBlock>()->forward(h);
+    skips.push_back(skip);
+    h = down;
+    record(fmt::format("down[{}] DownBlock", i), h);
+  }
+  h = bottleneck_(h);
+  if (attention_) h = attention_(h);
+  h = inject(h, 0);
+  record(cfg.attention ? "bottleneck ResBlock+attention" : "bottleneck ResBlock", h);
+  for (size_t j = 0; j < up_->size(); ++j) {
+    h = up_[j]->as<UpBlock>()->forward(h, skips[skips.size() - 1 - j]);
+    h = inject(h, j + 1);
+    record(fmt::format("up[{}] UpBlock", j), h);
+  }
+  h = torch::gelu(out_norm_(out_conv1_(torch::cat({h, x0_features}, /*dim=*/1))));
+  h = out_conv2_(h);
+  record("output conv", h);
+  return h;
+}
+
+int64_t parameter_count(const nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
+std::string model_summary(UNet& model) {
+  const auto& cfg = model->config();
+  ShapeTrace trace;
+  {
+    torch::NoGradGuard no_grad;
+    auto device = model->parameters().front().device();
+    auto x = torch::zeros({1, cfg.image_channels, cfg.image_size, cfg.image_size},
+                          torch::TensorOptions().device(device));
+    auto t = torch::zeros({1}, torch::TensorOptions().dtype(torch::kLong).device(device));
+    model->forward(x, t, t, &trace);
+  }
+  std::string out = fmt::format("UNet  image {}x{}x{}  widths {}  classes {}  attention {}\n",
+                                cfg.image_size, cfg.image_size, cfg.image_channels,
+                                cfg.channels, cfg.num_classes, cfg.attention ? "yes" : "no");
+  out += fmt::format("  {:<32} {}\n", "block", "output shape");
+  for (const auto& [name, shape] : trace) {
+    out += fmt::format("  {:<32} [{}]\n", name, fmt::join(shape, ", "));
+  }
+  out += "  parameters by module:\n";
+  for (const auto& child : model->named_children()) {
+    out += fmt::format("    {:<30} {:>10}\n", child.key(), parameter_count(*child.value()));
+  }
+  out += fmt::format("  total trainable parameters: {} ({:.2f} M)\n", parameter_count(*model),
+                     parameter_count(*model) / 1e6);
+  return out;
+}
+
+}  // namespace numeral

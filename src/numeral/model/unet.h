@@ -1,0 +1,58 @@
+#pragma once
+// The noise predictor: forward(x_t, t, label) -> predicted noise (or v). It knows nothing of
+// schedules or sampling.
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "numeral/model/config.h"
+#include "numeral/model/layers.h"
+
+namespace numeral {
+
+// The label that means "no class": the unconditional half of classifier-free guidance. Its
+// one-hot vector is all zeros (the null context).
+constexpr int64_t kNullLabel = -1;
+
+// Names and output shapes of the blocks a forward pass went through, for `numeral model summary`.
+using ShapeTrace = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+
+// A U-Net: an input ResBlock, DownBlocks keeping skips, a bottleneck (optionally with
+// self-attention), UpBlocks that concatenate the skips, and an output convolution. A sinusoidal
+// time embedding and a class EmbedBlock are injected at the bottleneck and after every UpBlock:
+// h <- h * (1 + class_embedding) + time_embedding.
+class UNetImpl : public torch::nn::Module {
+ public:
+  explicit UNetImpl(const UNetConfig& config);
+
+  // x_t [B, C, H, W] float, t [B] int64 in [0, T), labels [B] int64 in [0, K) or kNullLabel
+  // -> [B, C, H, W].
+  torch::Tensor forward(const torch::Tensor& x_t, const torch::Tensor& t,
+                        const torch::Tensor& labels, ShapeTrace* trace = nullptr);
+
+  const UNetConfig& config() const { return config_; }
+
+ private:
+  UNetConfig config_;
+  ResBlock input_{nullptr};
+  torch::nn::ModuleList down_, up_, time_embed_, class_embed_;
+  ResBlock bottleneck_{nullptr};
+  SelfAttention attention_{nullptr};
+  torch::nn::Conv2d out_conv1_{nullptr}, out_conv2_{nullptr};
+  torch::nn::GroupNorm out_norm_{nullptr};
+};
+TORCH_MODULE(UNet);
+
+// Number of trainable parameters.
+int64_t parameter_count(const torch::nn::Module& module);
+
+// The one-hot class vectors; kNullLabel rows are all zeros.
+torch::Tensor one_hot_labels(const torch::Tensor& labels, int64_t num_classes);  // [B] -> [B, K]
+
+// A human-readable table of the blocks, their output shapes and the parameter count, made by
+// tracing one forward pass of a batch of one.
+std::string model_summary(UNet& model);
+
+}  // namespace numeral

@@ -1,0 +1,64 @@
+#include "numeral/train/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "numeral/common/error.h"
+
+namespace numeral {
+
+void TrainConfig::validate() const {
+  NUMERAL_CHECK(val_fraction > 0 && val_fraction < 1, "--val-fraction {}: expected 0 < f < 1",
+                val_fraction);
+  NUMERAL_CHECK(limit >= 0, "--limit {}: expected >= 0", limit);
+  NUMERAL_CHECK(val_samples >= 0, "--val-samples {}: expected >= 0", val_samples);
+  NUMERAL_CHECK(epochs >= 1, "--epochs {}: expected at least 1", epochs);
+  NUMERAL_CHECK(max_steps >= 0, "--max-steps {}: expected >= 0", max_steps);
+  NUMERAL_CHECK(batch_size >= 1, "--batch-size {}: expected at least 1", batch_size);
+  NUMERAL_CHECK(optimizer == "adam" || optimizer == "adamw",
+                "--optimizer {}: expected adam or adamw", optimizer);
+  NUMERAL_CHECK(lr > 0, "--lr {}: expected > 0", lr);
+  NUMERAL_CHECK(lr_min >= 0 && lr_min <= lr, "--lr-min {}: expected 0 <= lr-min <= lr", lr_min);
+  NUMERAL_CHECK(lr_schedule == "cosine" || lr_schedule == "linear" || lr_schedule == "constant",
+                "--lr-schedule {}: expected cosine, linear or constant", lr_schedule);
+  NUMERAL_CHECK(warmup_steps >= 0, "--warmup-steps {}: expected >= 0", warmup_steps);
+  NUMERAL_CHECK(weight_decay >= 0, "--weight-decay {}: expected >= 0", weight_decay);
+  NUMERAL_CHECK(grad_clip >= 0, "--grad-clip {}: expected >= 0", grad_clip);
+  NUMERAL_CHECK(ema_decay >= 0 && ema_decay < 1, "--ema-decay {}: expected 0 <= d < 1",
+                ema_decay);
+  NUMERAL_CHECK(cond_drop_prob >= 0 && cond_drop_prob <= 1,
+                "--cond-drop-prob {}: expected a probability in [0, 1]", cond_drop_prob);
+  NUMERAL_CHECK(checkpoint_every >= 0, "--checkpoint-every {}: expected >= 0", checkpoint_every);
+  NUMERAL_CHECK(preview_every >= 0, "--preview-every {}: expected >= 0", preview_every);
+}
+
+#define NUMERAL_TRAIN_FIELDS(X)                                                               \
+  X(data) X(val_fraction) X(split_seed) X(limit) X(val_samples) X(epochs) X(max_steps)         \
+  X(batch_size) X(optimizer) X(lr) X(lr_min) X(lr_schedule) X(warmup_steps) X(weight_decay)   \
+  X(grad_clip) X(ema_decay) X(cond_drop_prob) X(seed) X(checkpoint_every) X(preview_every)    \
+  X(bf16)
+
+void to_json(nlohmann::json& j, const TrainConfig& c) {
+  j = nlohmann::json::object();
+#define NUMERAL_TO_JSON(field) j[#field] = c.field;
+  NUMERAL_TRAIN_FIELDS(NUMERAL_TO_JSON)
+#undef NUMERAL_TO_JSON
+}
+
+void from_json(const nlohmann::json& j, TrainConfig& c) {
+  const TrainConfig d;
+#define NUMERAL_FROM_JSON(field) c.field = j.value(#field, d.field);
+  NUMERAL_TRAIN_FIELDS(NUMERAL_FROM_JSON)
+#undef NUMERAL_FROM_JSON
+}
+
+void to_json(nlohmann::json& j, const RunConfig& c) {
+  j = nlohmann::json{{"model", c.model}, {"diffusion", c.diffusion}, {"train", c.train}};
+}
+
+void from_json(const nlohmann::json& j, RunConfig& c) {
+  c.model = j.value("model", UNetConfig{});
+  c.diffusion = j.value("diffusion", DiffusionConfig{});
+  c.train = j.value("train", TrainConfig{});
+}
+
+}  // namespace numeral

@@ -1,0 +1,349 @@
+#include "numeral/train/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "numeral/common/error.h"
+#include "numeral/common/fs.h"
+#include "numeral/common/progress.h"
+#include "numeral/io/checkpoint.h"
+
+namespace numeral {
+namespace {
+
+constexpr const char* kCheckpointFile = "checkpoint.safetensors";
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& c,
+                                                        std::vector<torch::Tensor> params) {
+  if (c.optimizer == "adam") {
+    return std::make_unique<torch::optim::Adam>(
+        params, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
+  }
+  return std::make_unique<torch::optim::AdamW>(
+      params, torch::optim::AdamWOptions(c.lr).weight_decay(c.weight_decay));
+}
+
+// The per-epoch data order: a permutation seeded by (seed, epoch), independent of other RNG use,
+// so a resumed run visits the same batches.
+torch::Tensor epoch_permutation(int64_t n, uint64_t seed, int64_t epoch, torch::Device device) {
+  auto gen = at::detail::createCPUGenerator(seed * 1000003ULL + static_cast<uint64_t>(epoch));
+  return torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong)).to(device);
+}
+
+}  // namespace
+
+void to_json(nlohmann::json& j, const EpochStats& s) {
+  j = nlohmann::json{{"epoch", s.epoch},           {"step", s.step},
+                     {"train_loss", s.train_loss}, {"val_loss", s.val_loss},
+                     {"lr", s.lr},                 {"images_per_s", s.images_per_s},
+                     {"elapsed_s", s.elapsed_s}};
+}
+
+void from_json(const nlohmann::json& j, EpochStats& s) {
+  s.epoch = j.at("epoch");
+  s.step = j.at("step");
+  s.train_loss = j.at("train_loss");
+  s.val_loss = j.at("val_loss");
+  s.lr = j.at("lr");
+  s.images_per_s = j.at("images_per_s");
+  s.elapsed_s = j.at("elapsed_s");
+}
+
+Trainer::Trainer(RunConfig config, TrainerOptions options)
+    : config_(std::move(config)), options_(std::move(options)) {
+  config_.model.validate();
+  config_.diffusion.validate();
+  config_.train.validate();
+  const auto& tc = config_.train;
+  const auto device = options_.device;
+
+  DataOptions data_options;
+  data_options.data = tc.data;
+  data_options.val_fraction = tc.val_fraction;
+  data_options.split_seed = tc.split_seed;
+  data_ = load_data(data_options);
+  auto images = data_.train.images, labels = data_.train.labels;
+  if (tc.limit > 0 && tc.limit < data_.train.size()) {
+    images = images.slice(0, 0, tc.limit);
+    labels = labels.slice(0, 0, tc.limit);
+  }
+  const auto& mc = config_.model;
+  NUMERAL_CHECK(images.size(1) == mc.image_channels && images.size(2) == mc.image_size &&
+                    images.size(3) == mc.image_size,
+                "data '{}' has images of {}x{}x{} but the model is configured for {}x{}x{}; set "
+                "--image-size/--image-channels",
+                tc.data, images.size(2), images.size(3), images.size(1), mc.image_size,
+                mc.image_size, mc.image_channels);
+  NUMERAL_CHECK(data_.num_classes <= mc.num_classes,
+                "data '{}' has {} classes but the model has {}", tc.data, data_.num_classes,
+                mc.num_classes);
+  // The whole training set lives on the device as one tensor; batches are index_selects.
+  train_x_ = to_model_range(images).to(device);
+  train_y_ = labels.to(device);
+  const int64_t n_val = tc.val_samples > 0 ? std::min(tc.val_samples, data_.val.size())
+                                           : data_.val.size();
+  NUMERAL_CHECK(n_val > 0, "data '{}' has no held-out images for the validation loss", tc.data);
+  val_x_ = to_model_range(data_.val.images.slice(0, 0, n_val)).to(device);
+  val_y_ = data_.val.labels.slice(0, 0, n_val).to(device);
+  {
+    auto val_gen = at::detail::createCPUGenerator(tc.seed + 7919);
+    val_t_ = torch::randint(0, config_.diffusion.timesteps, {n_val}, val_gen,
+                            torch::TensorOptions().dtype(torch::kLong)).to(device);
+    val_noise_ = torch::randn(val_x_.sizes(), val_gen).to(device);
+  }
+
+  diffusion_ = std::make_shared<GaussianDiffusion>(config_.diffusion, device);
+  torch::manual_seed(tc.seed);
+  model_ = UNet(mc);
+  ema_model_ = UNet(mc);
+  model_->to(device);
+  ema_model_->to(device);
+  ema_ = std::make_unique<EMA>(*model_, *ema_model_, tc.ema_decay);
+  ema_->copy_from_model();
+  ema_model_->eval();
+  optimizer_ = make_optimizer(tc, model_->parameters());
+  if (device.is_cuda()) {
+    generator_ = at::globalContext().defaultGenerator(device);
+    generator_.set_current_seed(tc.seed);
+  } else {
+    generator_ = at::detail::createCPUGenerator(tc.seed);
+  }
+  steps_per_epoch_ = (train_x_.size(0) + tc.batch_size - 1) / tc.batch_size;
+  total_steps_ = steps_per_epoch_ * tc.epochs;
+  if (tc.max_steps > 0) total_steps_ = std::min(total_steps_, tc.max_steps);
+
+  const auto checkpoint_path = options_.run_dir / kCheckpointFile;
+  if (options_.resume) {
+    restore(checkpoint_path);
+  } else {
+    NUMERAL_CHECK(!std::filesystem::exists(checkpoint_path),
+                  "run directory {} already has a checkpoint; pass --resume to continue it or "
+                  "choose another --run-dir",
+                  options_.run_dir.string());
+  }
+  ensure_writable_dir(options_.run_dir);
+  write_file_atomic(options_.run_dir / "config.json", nlohmann::json(config_).dump(2) + "\n");
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::print(const std::string& line) const {
+  if (options_.print) options_.print(line);
+}
+
+double Trainer::learning_rate(int64_t step) const {
+  const auto& c = config_.train;
+  if (step < c.warmup_steps) return c.lr * static_cast<double>(step + 1) / c.warmup_steps;
+  if (c.lr_schedule == "constant") return c.lr;
+  const double span = std::max<int64_t>(1, total_steps_ - c.warmup_steps);
+  const double p = std::min(1.0, static_cast<double>(step - c.warmup_steps) / span);
+  if (c.lr_schedule == "linear") return c.lr + (c.lr_min - c.lr) * p;
+  return c.lr_min + (c.lr - c.lr_min) * 0.5 * (1 + std::cos(M_PI * p));
+}
+
+double Trainer::validation_loss() {
+  torch::NoGradGuard no_grad;
+  auto model_fn = [&](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+    return ema_model_->forward(x, t, y);
+  };
+  double sum = 0;
+  const int64_t n = val_x_.size(0), batch = 256;
+  for (int64_t i = 0; i < n; i += batch) {
+    const int64_t j = std::min(n, i + batch);
+    auto loss = diffusion_->training_loss(model_fn, val_x_.slice(0, i, j), val_y_.slice(0, i, j),
+                                          val_t_.slice(0, i, j), val_noise_.slice(0, i, j));
+    sum += loss.item<double>() * static_cast<double>(j - i);
+  }
+  return sum / static_cast<double>(n);
+}
+
+void Trainer::save_checkpoint_now() {
+  Checkpoint c;
+  c.kind = "diffusion";
+  c.config = config_;
+  nlohmann::json history = nlohmann::json::array();
+  for (const auto& h : history_) history.push_back(h);
+  c.state = {{"step", step_},
+             {"epoch_loss_sum", epoch_loss_sum_},
+             {"epoch_loss_count", epoch_loss_count_},
+             {"elapsed_s", elapsed_before_},
+             {"history", history},
+             {"torch_version", fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
+                                           TORCH_VERSION_PATCH)}};
+  c.tensors = module_state(*model_, "model.");
+  for (auto& [name, t] : module_state(*ema_model_, "ema.")) c.tensors.emplace(name, t);
+  std::ostringstream optimizer_bytes;
+  torch::serialize::OutputArchive archive;
+  optimizer_->save(archive);
+  archive.save_to(optimizer_bytes);
+  c.tensors["optimizer"] = bytes_to_tensor(optimizer_bytes.str());
+  c.tensors["rng"] = generator_.get_state();
+  save_checkpoint(options_.run_dir / kCheckpointFile, c);
+}
+
+void Trainer::restore(const std::filesystem::path& path) {
+  const Checkpoint c = load_checkpoint(path, "diffusion");
+  RunConfig stored = c.config;
+  NUMERAL_CHECK(nlohmann::json(stored.model) == nlohmann::json(config_.model) &&
+                    nlohmann::json(stored.diffusion) == nlohmann::json(config_.diffusion),
+                "{}: the checkpoint's model or diffusion config differs from this run's; resume "
+                "with the stored config",
+                path.string());
+  for (const char* key : {"optimizer", "rng"}) {
+    NUMERAL_CHECK(c.tensors.count(key), "{}: corrupt checkpoint: no '{}' state", path.string(),
+                  key);
+  }
+  // Validate both modules before changing either.
+  UNet probe(config_.model);
+  load_module_state(*probe, c.tensors, "model.", path.string());
+  load_module_state(*probe, c.tensors, "ema.", path.string());
+  load_module_state(*model_, c.tensors, "model.", path.string());
+  load_module_state(*ema_model_, c.tensors, "ema.", path.string());
+  std::istringstream optimizer_bytes(tensor_to_bytes(c.tensors.at("optimizer")));
+  torch::serialize::InputArchive archive;
+  archive.load_from(optimizer_bytes, options_.device);
+  optimizer_->load(archive);
+  generator_.set_state(c.tensors.at("rng"));
+  step_ = c.state.at("step");
+  epoch_loss_sum_ = c.state.at("epoch_loss_sum");
+  epoch_loss_count_ = c.state.at("epoch_loss_count");
+  elapsed_before_ = c.state.at("elapsed_s");
+  history_ = c.state.at("history").get<std::vector<EpochStats>>();
+  print(fmt::format("resumed {} at step {} (epoch {})", path.string(), step_,
+                    step_ / steps_per_epoch_ + 1));
+}
+
+void Trainer::write_log() {
+  std::string lines;
+  for (const auto& h : history_) lines += nlohmann::json(h).dump() + "\n";
+  write_file_atomic(options_.run_dir / "log.jsonl", lines);
+}
+
+TrainResult Trainer::run() {
+  const auto& tc = config_.train;
+  const auto device = options_.device;
+  const int64_t n = train_x_.size(0);
+  const auto& mc = config_.model;
+  const auto float_options = torch::TensorOptions().dtype(torch::kFloat).device(device);
+  const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(device);
+  auto model_fn = [&](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+    return model_->forward(x, t, y);
+  };
+  const auto session_start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return elapsed_before_ +
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - session_start).count();
+  };
+  TrainResult result;
+  model_->train();
+  while (step_ < total_steps_) {
+    const int64_t epoch = step_ / steps_per_epoch_;  // 0-based
+    const int64_t first = step_ % steps_per_epoch_;
+    const int64_t last = std::min(steps_per_epoch_, total_steps_ - epoch * steps_per_epoch_);
+    const auto perm = epoch_permutation(n, tc.seed, epoch, device);
+    ProgressBar bar(fmt::format("epoch {}/{}", epoch + 1, tc.epochs), last, "img");
+    const auto epoch_start = std::chrono::steady_clock::now();
+    int64_t epoch_images = 0;
+    for (int64_t i = first; i < last; ++i) {
+      if (options_.stop && options_.stop->load()) {
+        save_checkpoint_now();
+        result.interrupted = true;
+        result.steps = step_;
+        result.history = history_;
+        return result;
+      }
+      const auto idx = perm.slice(0, i * tc.batch_size, std::min(n, (i + 1) * tc.batch_size));
+      const int64_t b = idx.size(0);
+      const auto x0 = train_x_.index_select(0, idx);
+      auto labels = train_y_.index_select(0, idx);
+      const auto t = torch::randint(0, config_.diffusion.timesteps, {b}, generator_, long_options);
+      const auto noise = torch::randn({b, mc.image_channels, mc.image_size, mc.image_size},
+                                      generator_, float_options);
+      const auto drop = torch::rand({b}, generator_, float_options).lt(tc.cond_drop_prob);
+      labels = labels.masked_fill(drop, kNullLabel);
+
+      const double lr = learning_rate(step_);
+      for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+      optimizer_->zero_grad();
+      auto loss = diffusion_->training_loss(model_fn, x0, labels, t, noise);
+      loss.backward();
+      if (tc.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), tc.grad_clip);
+      optimizer_->step();
+      ema_->update(step_);
+      ++step_;
+      const double loss_value = loss.item<double>();
+      NUMERAL_CHECK(std::isfinite(loss_value),
+                    "training diverged: loss is {} at step {}; lower --lr or raise --grad-clip",
+                    loss_value, step_);
+      epoch_loss_sum_ += loss_value;
+      ++epoch_loss_count_;
+      epoch_images += b;
+      bar.update(i + 1, fmt::format("loss {:.4f} lr {:.2e}", epoch_loss_sum_ / epoch_loss_count_,
+                                    lr));
+      if (tc.checkpoint_every > 0 && step_ % tc.checkpoint_every == 0 && i + 1 < last) {
+        save_checkpoint_now();
+      }
+    }
+    const double epoch_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+    const bool epoch_complete = last == steps_per_epoch_;
+    EpochStats stats;
+    stats.epoch = epoch + 1;
+    stats.step = step_;
+    stats.train_loss = epoch_loss_sum_ / std::max<int64_t>(1, epoch_loss_count_);
+    stats.val_loss = validation_loss();
+    stats.lr = learning_rate(step_ - 1);
+    stats.images_per_s = static_cast<double>(epoch_images) / std::max(1e-9, epoch_seconds);
+    stats.elapsed_s = elapsed();
+    bar.finish(fmt::format("loss {:.4f} val {:.4f}", stats.train_loss, stats.val_loss));
+    history_.push_back(stats);
+    epoch_loss_sum_ = 0;
+    epoch_loss_count_ = 0;
+    elapsed_before_ = stats.elapsed_s;
+    write_log();
+    save_checkpoint_now();
+    print(fmt::format("epoch {:>3}{} step {:>6}  train {:.4f}  val {:.4f}  lr {:.2e}  {:.1f} img/s"
+                      "  {}",
+                      stats.epoch, epoch_complete ? "" : " (partial)", stats.step,
+                      stats.train_loss, stats.val_loss, stats.lr, stats.images_per_s,
+                      format_duration(stats.elapsed_s)));
+    if (options_.on_epoch) options_.on_epoch(stats);
+    model_->train();
+  }
+  result.steps = step_;
+  result.history = history_;
+  return result;
+}
+
+TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device,
+                                bool ema) {
+  TrainedModel m;
+  m.path = resolve_checkpoint_path(path);
+  const Checkpoint c = load_checkpoint(m.path, "diffusion");
+  try {
+    m.config = c.config.get<RunConfig>();
+    m.config.model.validate();
+    m.config.diffusion.validate();
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: corrupt checkpoint config: {}", m.path.string(), e.what());
+  }
+  m.model = UNet(m.config.model);
+  load_module_state(*m.model, c.tensors, ema ? "ema." : "model.", m.path.string());
+  m.model->to(device);
+  m.model->eval();
+  m.diffusion = std::make_shared<GaussianDiffusion>(m.config.diffusion, device);
+  m.state = c.state;
+  return m;
+}
+
+ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion) {
+  return [model, diffusion](const torch::Tensor& x, const torch::Tensor& t,
+                            const torch::Tensor& y) mutable {
+    return diffusion->output_to_eps(x, t, model->forward(x, t, y));
+  };
+}
+
+}  // namespace numeral

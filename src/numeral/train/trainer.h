@@ -1,0 +1,115 @@
+#pragma once
+// The trainer: data, optimiser, EMA, logging, checkpoints. Nothing else.
+#include <torch/torch.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "numeral/data/dataset.h"
+#include "numeral/diffusion/gaussian_diffusion.h"
+#include "numeral/model/unet.h"
+#include "numeral/train/config.h"
+#include "numeral/train/ema.h"
+
+namespace numeral {
+
+// One line of the run's log.jsonl.
+struct EpochStats {
+  int64_t epoch = 0;        // 1-based
+  int64_t step = 0;         // optimiser steps so far
+  double train_loss = 0;    // mean over the epoch's steps
+  double val_loss = 0;      // EMA model on the fixed held-out batch (same noise every epoch)
+  double lr = 0;            // learning rate at the epoch's end
+  double images_per_s = 0;  // training throughput over the epoch
+  double elapsed_s = 0;     // wall time since the run started (across resumes)
+};
+
+void to_json(nlohmann::json& j, const EpochStats& s);
+void from_json(const nlohmann::json& j, EpochStats& s);
+
+// How to run the trainer (not part of the stored config).
+struct TrainerOptions {
+  std::filesystem::path run_dir;           // config.json, log.jsonl, checkpoint.safetensors
+  torch::Device device = torch::kCPU;
+  bool resume = false;                     // continue from run_dir's checkpoint
+  const std::atomic<bool>* stop = nullptr;  // set (e.g. by Ctrl-C) to checkpoint and stop
+  std::function<void(const std::string&)> print;  // status lines; null = silent
+  // Called after each epoch's checkpoint (e.g. preview grids).
+  std::function<void(const EpochStats&)> on_epoch;
+};
+
+// What a run did.
+struct TrainResult {
+  int64_t steps = 0;
+  bool interrupted = false;
+  std::vector<EpochStats> history;
+};
+
+// Trains the U-Net with the epsilon- (or v-) prediction loss, keeps an EMA for sampling, logs each
+// epoch, and checkpoints atomically so that a resumed run continues exactly as an uninterrupted
+// one would.
+class Trainer {
+ public:
+  Trainer(RunConfig config, TrainerOptions options);
+  ~Trainer();
+  TrainResult run();
+
+  const RunConfig& config() const { return config_; }
+  UNet& model() { return model_; }
+  UNet& ema_model() { return ema_model_; }
+  std::shared_ptr<GaussianDiffusion> diffusion() const { return diffusion_; }
+  const DataSplit& data() const { return data_; }
+  // The learning rate at optimiser step `step` (warm-up, then the configured decay).
+  double learning_rate(int64_t step) const;
+  // Replaces the callback run after each epoch's checkpoint.
+  void set_epoch_callback(std::function<void(const EpochStats&)> callback) {
+    options_.on_epoch = std::move(callback);
+  }
+  // Writes checkpoint.safetensors in the run directory now.
+  void save_checkpoint_now();
+
+ private:
+  void restore(const std::filesystem::path& path);
+  double validation_loss();
+  void write_log();
+  void print(const std::string& line) const;
+
+  RunConfig config_;
+  TrainerOptions options_;
+  DataSplit data_;
+  std::shared_ptr<GaussianDiffusion> diffusion_;
+  UNet model_{nullptr}, ema_model_{nullptr};
+  std::unique_ptr<EMA> ema_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  at::Generator generator_;            // t, noise and label masks
+  torch::Tensor train_x_, train_y_;    // [N, C, H, W] float in [-1, 1], [N] int64, on the device
+  torch::Tensor val_x_, val_y_, val_t_, val_noise_;  // the fixed validation batch
+  int64_t step_ = 0, total_steps_ = 0, steps_per_epoch_ = 0;
+  double epoch_loss_sum_ = 0;
+  int64_t epoch_loss_count_ = 0;
+  double elapsed_before_ = 0;  // seconds spent in earlier sessions of this run
+  std::vector<EpochStats> history_;
+};
+
+// A trained diffusion model loaded for sampling: the EMA weights and the configs.
+struct TrainedModel {
+  RunConfig config;
+  UNet model{nullptr};  // EMA weights, eval mode, on the device
+  std::shared_ptr<GaussianDiffusion> diffusion;
+  nlohmann::json state;  // step, history, ...
+  std::filesystem::path path;
+};
+
+// Loads a diffusion checkpoint (a file or a run directory) onto `device`. Use ema=false for the
+// raw (non-averaged) weights.
+TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device,
+                                bool ema = true);
+
+// A ModelFn returning predicted noise from a model, whatever it was trained to predict.
+ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion);
+
+}  // namespace numeral
