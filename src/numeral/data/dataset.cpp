@@ -10,6 +10,7 @@
 #include <random>
 
 #include "numeral/common/error.h"
+#include "numeral/common/format.h"
 #include "numeral/common/fs.h"
 #include "numeral/data/idx.h"
 
@@ -36,12 +37,6 @@ std::string with_commas(int64_t n) {
   std::string digits = std::to_string(n < 0 ? -n : n);
   for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
   return n < 0 ? "-" + digits : digits;
-}
-
-std::string shape_string(c10::IntArrayRef sizes) {
-  std::string out = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
-  return out + "]";
 }
 
 // The first regular file named <prefix>-<kind>{-,.}idx<d>-ubyte[.gz] in dir, or "".
@@ -96,11 +91,11 @@ Dataset load_pair(const fs::path& images_path, const fs::path& labels_path) {
     images = images.permute({0, 3, 1, 2}).contiguous();
   } else {
     fail("{}: expected images of shape [N, H, W] or [N, H, W, C], found {}", images_path.string(),
-         shape_string(images.sizes()));
+         images.sizes());
   }
   const torch::Tensor labels = read_idx(labels_path);
   NUMERAL_CHECK(labels.dim() == 1, "{}: expected labels of shape [N], found {}",
-                labels_path.string(), shape_string(labels.sizes()));
+                labels_path.string(), labels.sizes());
   NUMERAL_CHECK(images.size(0) == labels.size(0),
                 "{} and {}: images and labels have different counts: {} vs {}",
                 images_path.string(), labels_path.string(), images.size(0), labels.size(0));
@@ -199,7 +194,7 @@ std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed) {
 uint64_t split_fingerprint(const torch::Tensor& indices, const torch::Tensor& labels) {
   NUMERAL_CHECK(indices.dim() == 1 && labels.dim() == 1 && indices.size(0) == labels.size(0),
                 "split_fingerprint: expected 1-D indices and labels of one length, got {} and {}",
-                shape_string(indices.sizes()), shape_string(labels.sizes()));
+                indices.sizes(), labels.sizes());
   const torch::Tensor idx = indices.to(torch::kCPU, torch::kInt64).contiguous();
   const torch::Tensor lab = labels.to(torch::kCPU, torch::kInt64).contiguous();
   const auto* ip = idx.data_ptr<int64_t>();
@@ -252,8 +247,8 @@ DataSplit load_data(const DataOptions& options) {
     split.val = load_pair(files.test_images, files.test_labels);
     NUMERAL_CHECK(split.val.images.sizes().slice(1).equals(train.images.sizes().slice(1)),
                   "{}: test images are {} but train images are {} (shapes as [C, H, W])",
-                  files.test_images.string(), shape_string(split.val.images.sizes().slice(1)),
-                  shape_string(train.images.sizes().slice(1)));
+                  files.test_images.string(), split.val.images.sizes().slice(1),
+                  train.images.sizes().slice(1));
     split.train = std::move(train);
     split.split = fmt::format("the test files: {} validation images from {}",
                               with_commas(split.val.size()), files.test_images.filename().string());
@@ -307,7 +302,7 @@ DatasetSummary describe_dataset(const std::string& name, const fs::path& dir) {
     const std::vector<int64_t> image_dims = read_idx_shape(images);
     const std::vector<int64_t> label_dims = read_idx_shape(labels);
     NUMERAL_CHECK(label_dims.size() == 1, "{}: expected labels of shape [N], found {}",
-                  labels.string(), shape_string(label_dims));
+                  labels.string(), c10::IntArrayRef(label_dims));
     NUMERAL_CHECK(image_dims[0] == label_dims[0],
                   "{} and {}: images and labels have different counts: {} vs {}", images.string(),
                   labels.string(), image_dims[0], label_dims[0]);

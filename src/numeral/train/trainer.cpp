@@ -112,8 +112,8 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
     generator_ = at::detail::createCPUGenerator(tc.seed);
   }
   steps_per_epoch_ = (train_x_.size(0) + tc.batch_size - 1) / tc.batch_size;
-  total_steps_ = steps_per_epoch_ * tc.epochs;
-  if (tc.max_steps > 0) total_steps_ = std::min(total_steps_, tc.max_steps);
+  planned_steps_ = steps_per_epoch_ * tc.epochs;
+  total_steps_ = tc.max_steps > 0 ? std::min(planned_steps_, tc.max_steps) : planned_steps_;
 
   const auto checkpoint_path = options_.run_dir / kCheckpointFile;
   if (options_.resume) {
@@ -138,7 +138,7 @@ double Trainer::learning_rate(int64_t step) const {
   const auto& c = config_.train;
   if (step < c.warmup_steps) return c.lr * static_cast<double>(step + 1) / c.warmup_steps;
   if (c.lr_schedule == "constant") return c.lr;
-  const double span = std::max<int64_t>(1, total_steps_ - c.warmup_steps);
+  const double span = std::max<int64_t>(1, planned_steps_ - c.warmup_steps);
   const double p = std::min(1.0, static_cast<double>(step - c.warmup_steps) / span);
   if (c.lr_schedule == "linear") return c.lr + (c.lr_min - c.lr) * p;
   return c.lr_min + (c.lr - c.lr_min) * 0.5 * (1 + std::cos(M_PI * p));
@@ -262,8 +262,7 @@ TrainResult Trainer::run() {
       const auto t = torch::randint(0, config_.diffusion.timesteps, {b}, generator_, long_options);
       const auto noise = torch::randn({b, mc.image_channels, mc.image_size, mc.image_size},
                                       generator_, float_options);
-      const auto drop = torch::rand({b}, generator_, float_options).lt(tc.cond_drop_prob);
-      labels = labels.masked_fill(drop, kNullLabel);
+      labels = drop_labels(labels, tc.cond_drop_prob, generator_);
 
       const double lr = learning_rate(step_);
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
@@ -287,9 +286,14 @@ TrainResult Trainer::run() {
         save_checkpoint_now();
       }
     }
+    if (last < steps_per_epoch_) {  // --max-steps ended the run inside an epoch
+      save_checkpoint_now();
+      print(fmt::format("stopped at --max-steps {} inside epoch {}; checkpoint saved", step_,
+                        epoch + 1));
+      break;
+    }
     const double epoch_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
-    const bool epoch_complete = last == steps_per_epoch_;
     EpochStats stats;
     stats.epoch = epoch + 1;
     stats.step = step_;
@@ -305,9 +309,8 @@ TrainResult Trainer::run() {
     elapsed_before_ = stats.elapsed_s;
     write_log();
     save_checkpoint_now();
-    print(fmt::format("epoch {:>3}{} step {:>6}  train {:.4f}  val {:.4f}  lr {:.2e}  {:.1f} img/s"
-                      "  {}",
-                      stats.epoch, epoch_complete ? "" : " (partial)", stats.step,
+    print(fmt::format("epoch {:>3} step {:>6}  train {:.4f}  val {:.4f}  lr {:.2e}  {:.1f} img/s  {}",
+                      stats.epoch, stats.step,
                       stats.train_loss, stats.val_loss, stats.lr, stats.images_per_s,
                       format_duration(stats.elapsed_s)));
     if (options_.on_epoch) options_.on_epoch(stats);
@@ -316,6 +319,13 @@ TrainResult Trainer::run() {
   result.steps = step_;
   result.history = history_;
   return result;
+}
+
+torch::Tensor drop_labels(const torch::Tensor& labels, double p, at::Generator& generator) {
+  const auto drop = torch::rand({labels.size(0)}, generator,
+                                torch::TensorOptions().dtype(torch::kFloat).device(labels.device()))
+                        .lt(p);
+  return labels.masked_fill(drop, kNullLabel);
 }
 
 TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device,

@@ -88,12 +88,18 @@ class Trainer {
   at::Generator generator_;            // t, noise and label masks
   torch::Tensor train_x_, train_y_;    // [N, C, H, W] float in [-1, 1], [N] int64, on the device
   torch::Tensor val_x_, val_y_, val_t_, val_noise_;  // the fixed validation batch
-  int64_t step_ = 0, total_steps_ = 0, steps_per_epoch_ = 0;
+  int64_t step_ = 0;
+  int64_t steps_per_epoch_ = 0;
+  int64_t planned_steps_ = 0;  // epochs * steps_per_epoch: the learning-rate schedule's length
+  int64_t total_steps_ = 0;    // planned_steps_, cut short by max_steps
   double epoch_loss_sum_ = 0;
   int64_t epoch_loss_count_ = 0;
   double elapsed_before_ = 0;  // seconds spent in earlier sessions of this run
   std::vector<EpochStats> history_;
 };
+
+// Classifier-free guidance training: replaces each label by kNullLabel with probability p.
+torch::Tensor drop_labels(const torch::Tensor& labels, double p, at::Generator& generator);  // [B]
 
 // A trained diffusion model loaded for sampling: the EMA weights and the configs.
 struct TrainedModel {

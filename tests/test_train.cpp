@@ -1,0 +1,336 @@
+// The trainer and its checkpoints: the loss falls, resume is exact, and every bad checkpoint is
+// refused with a clear message and without changing anything.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "numeral/common/error.h"
+#include "numeral/common/fs.h"
+#include "numeral/data/idx.h"
+#include "numeral/diffusion/samplers.h"
+#include "numeral/io/checkpoint.h"
+#include "numeral/io/safetensors.h"
+#include "numeral/train/ema.h"
+#include "numeral/train/trainer.h"
+
+namespace numeral {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path fresh_dir(const std::string& name) {
+  auto dir = fs::temp_directory_path() / ("numeral-test-train-" + name + "-" +
+                                          std::to_string(::testing::UnitTest::GetInstance()->random_seed()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// 80 synthetic 28x28 "digits": class c is a bright 6x6 square at a class-dependent place.
+fs::path synthetic_dataset() {
+  static const fs::path dir = [] {
+    auto d = fresh_dir("data");
+    const int64_t n = 80;
+    auto images = torch::zeros({n, 28, 28}, torch::kByte);
+    auto labels = torch::arange(n, torch::kLong).remainder(10).to(torch::kByte);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t c = i % 10, r = 2 + (c / 5) * 12, col = 2 + (c % 5) * 5;
+      images[i].slice(0, r, r + 6).slice(1, col, col + 6).fill_(255);
+    }
+    write_idx(d / "train-images-idx3-ubyte", images);
+    write_idx(d / "train-labels-idx1-ubyte", labels);
+    return d;
+  }();
+  return dir;
+}
+
+RunConfig tiny_run() {
+  RunConfig c;
+  c.model.channels = {8, 16};
+  c.model.groups = 4;
+  c.model.time_embed_dim = 16;
+  c.model.class_embed_dim = 16;
+  c.diffusion.timesteps = 20;
+  c.train.data = synthetic_dataset().string();
+  c.train.batch_size = 16;  // 64 training images -> 4 steps per epoch
+  c.train.epochs = 3;
+  c.train.lr = 3e-3;
+  c.train.warmup_steps = 2;
+  c.train.val_samples = 16;
+  return c;
+}
+
+TrainerOptions options_for(const fs::path& run_dir, bool resume = false) {
+  TrainerOptions o;
+  o.run_dir = run_dir;
+  o.resume = resume;
+  return o;
+}
+
+TEST(Trainer, LossFallsOnATinyModel) {
+  torch::set_num_threads(1);
+  RunConfig c = tiny_run();
+  c.train.epochs = 12;  // 48 steps
+  auto dir = fresh_dir("loss");
+  Trainer trainer(c, options_for(dir));
+  auto result = trainer.run();
+  ASSERT_EQ(result.history.size(), 12u);
+  EXPECT_EQ(result.steps, 48);
+  const double first = result.history.front().train_loss, last = result.history.back().train_loss;
+  EXPECT_LT(last, 0.6 * first) << "first " << first << " last " << last;
+  EXPECT_LT(result.history.back().val_loss, result.history.front().val_loss);
+  // The run directory holds the config, a log line per epoch and a checkpoint.
+  EXPECT_TRUE(fs::exists(dir / "config.json"));
+  EXPECT_TRUE(fs::exists(dir / "checkpoint.safetensors"));
+  std::ifstream log(dir / "log.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(log, line); ++lines) {
+    auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j.at("epoch").get<int>(), lines + 1);
+    EXPECT_GT(j.at("images_per_s").get<double>(), 0);
+  }
+  EXPECT_EQ(lines, 12);
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, ResumeReproducesTheUninterruptedRun) {
+  torch::set_num_threads(1);
+  auto straight_dir = fresh_dir("straight"), split_dir = fresh_dir("split");
+  RunConfig c = tiny_run();
+  auto straight = Trainer(c, options_for(straight_dir)).run();
+  // The same run stopped after 6 steps (inside epoch 2), then resumed in a new Trainer.
+  RunConfig first_part = c;
+  first_part.train.max_steps = 6;
+  auto partial = Trainer(first_part, options_for(split_dir)).run();
+  EXPECT_EQ(partial.steps, 6);
+  EXPECT_EQ(partial.history.size(), 1u);
+  auto resumed = Trainer(c, options_for(split_dir, /*resume=*/true)).run();
+  ASSERT_EQ(resumed.history.size(), straight.history.size());
+  for (size_t i = 0; i < straight.history.size(); ++i) {
+    EXPECT_DOUBLE_EQ(resumed.history[i].train_loss, straight.history[i].train_loss) << i;
+    EXPECT_DOUBLE_EQ(resumed.history[i].val_loss, straight.history[i].val_loss) << i;
+    EXPECT_DOUBLE_EQ(resumed.history[i].lr, straight.history[i].lr) << i;
+  }
+  auto a = load_checkpoint(straight_dir, "diffusion"), b = load_checkpoint(split_dir, "diffusion");
+  EXPECT_TRUE(a.tensors.at("ema.out_conv2.weight").equal(b.tensors.at("ema.out_conv2.weight")));
+  fs::remove_all(straight_dir);
+  fs::remove_all(split_dir);
+}
+
+TEST(Trainer, StopFlagCheckpointsAndResumes) {
+  torch::set_num_threads(1);
+  auto dir = fresh_dir("stop");
+  std::atomic<bool> stop{true};
+  TrainerOptions o = options_for(dir);
+  o.stop = &stop;
+  auto result = Trainer(tiny_run(), o).run();
+  EXPECT_TRUE(result.interrupted);
+  EXPECT_EQ(result.steps, 0);
+  EXPECT_TRUE(fs::exists(dir / "checkpoint.safetensors"));
+  auto resumed = Trainer(tiny_run(), options_for(dir, true)).run();
+  EXPECT_FALSE(resumed.interrupted);
+  EXPECT_EQ(resumed.steps, 12);
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, RefusesToOverwriteARun) {
+  auto dir = fresh_dir("overwrite");
+  RunConfig c = tiny_run();
+  c.train.epochs = 1;
+  Trainer(c, options_for(dir)).run();
+  const auto before = fs::last_write_time(dir / "checkpoint.safetensors");
+  try {
+    Trainer again(c, options_for(dir));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already has a checkpoint; pass --resume"),
+              std::string::npos);
+  }
+  EXPECT_EQ(fs::last_write_time(dir / "checkpoint.safetensors"), before);
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, LearningRateWarmsUpThenDecays) {
+  RunConfig c = tiny_run();
+  c.train.epochs = 10;  // 40 planned steps
+  c.train.warmup_steps = 4;
+  c.train.lr = 1e-3;
+  c.train.lr_min = 1e-5;
+  auto dir = fresh_dir("lr");
+  Trainer trainer(c, options_for(dir));
+  EXPECT_DOUBLE_EQ(trainer.learning_rate(0), 0.25e-3);
+  EXPECT_DOUBLE_EQ(trainer.learning_rate(3), 1e-3);
+  EXPECT_NEAR(trainer.learning_rate(4), 1e-3, 1e-12);
+  EXPECT_NEAR(trainer.learning_rate(22), (1e-3 + 1e-5) / 2, 1e-12);  // cosine midpoint
+  EXPECT_NEAR(trainer.learning_rate(40), 1e-5, 1e-12);
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, LabelsAreMaskedAtTheConfiguredRate) {
+  auto gen = make_generator(3);
+  auto labels = torch::full({100000}, 4, torch::kLong);
+  auto masked = drop_labels(labels, 0.1, gen);
+  const double rate = masked.eq(kNullLabel).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(rate, 0.1, 0.005);
+  EXPECT_TRUE(masked.eq(kNullLabel).logical_or(masked.eq(4)).all().item<bool>());
+  EXPECT_EQ(drop_labels(labels, 0.0, gen).eq(kNullLabel).sum().item<int64_t>(), 0);
+  EXPECT_EQ(drop_labels(labels, 1.0, gen).eq(kNullLabel).sum().item<int64_t>(), 100000);
+}
+
+TEST(TrainConfig, RejectsBadValues) {
+  TrainConfig c;
+  c.epochs = 0;
+  EXPECT_THROW(c.validate(), Error);
+  c = TrainConfig{};
+  c.cond_drop_prob = 1.5;
+  EXPECT_THROW(c.validate(), Error);
+  c = TrainConfig{};
+  c.optimizer = "sgd";
+  EXPECT_THROW(c.validate(), Error);
+  c = TrainConfig{};
+  c.lr_min = 1.0;  // above lr
+  EXPECT_THROW(c.validate(), Error);
+  // JSON round trip keeps every field.
+  RunConfig r = tiny_run();
+  r.train.bf16 = true;
+  r.diffusion.min_snr_gamma = 5;
+  RunConfig back = nlohmann::json(r).get<RunConfig>();
+  EXPECT_EQ(nlohmann::json(back), nlohmann::json(r));
+}
+
+TEST(EMA, DecayWarmsUpAndAverages) {
+  torch::nn::Linear model(1, 1), shadow(1, 1);
+  EMA ema(*model, *shadow, 0.9);
+  EXPECT_DOUBLE_EQ(ema.decay_at(0), 0.1);
+  EXPECT_DOUBLE_EQ(ema.decay_at(1000), 0.9);
+  torch::NoGradGuard no_grad;
+  model->weight.fill_(1.0);
+  shadow->weight.fill_(0.0);
+  ema.update(1000);  // shadow = 0.9 * 0 + 0.1 * 1
+  EXPECT_NEAR(shadow->weight.item<double>(), 0.1, 1e-7);
+}
+
+// --- checkpoint files ------------------------------------------------------------------------
+
+class CheckpointFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fresh_dir("ckpt");
+    RunConfig c = tiny_run();
+    c.train.epochs = 1;
+    Trainer(c, options_for(dir_)).run();
+    path_ = dir_ / "checkpoint.safetensors";
+    bytes_ = read_file(path_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path write_variant(const std::string& name, const std::string& bytes) {
+    auto p = dir_ / name;
+    write_file_atomic(p, bytes);
+    return p;
+  }
+  // Loads into a model and checks the error mentions `needle` and the model did not change.
+  void expect_refused(const fs::path& p, const std::string& needle) {
+    UNet model(tiny_run().model);
+    const auto before = module_state(*model, "");
+    try {
+      auto c = load_checkpoint(p, "diffusion");
+      load_module_state(*model, c.tensors, "ema.", p.string());
+      ADD_FAILURE() << "expected an error for " << p;
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(needle), std::string::npos) << what;
+      EXPECT_EQ(what.find('\n'), std::string::npos) << "one line: " << what;
+    }
+    for (const auto& [name, t] : module_state(*model, "")) EXPECT_TRUE(t.equal(before.at(name)));
+  }
+  fs::path dir_, path_;
+  std::string bytes_;
+};
+
+TEST_F(CheckpointFiles, RoundTripRebuildsTheModelFromTheFileAlone) {
+  auto trained = load_trained_model(dir_, torch::kCPU);
+  EXPECT_EQ(nlohmann::json(trained.config.model), nlohmann::json(tiny_run().model));
+  EXPECT_EQ(trained.state.at("step").get<int64_t>(), 4);
+  auto c = load_checkpoint(path_, "diffusion");
+  for (const auto& p : trained.model->named_parameters()) {
+    EXPECT_TRUE(p.value().equal(c.tensors.at("ema." + p.key()))) << p.key();
+  }
+  // And the raw (non-EMA) weights on request.
+  auto raw = load_trained_model(path_, torch::kCPU, /*ema=*/false);
+  EXPECT_TRUE(raw.model->named_parameters()["out_conv2.weight"].equal(
+      c.tensors.at("model.out_conv2.weight")));
+}
+
+TEST_F(CheckpointFiles, TruncatedFileIsRefused) {
+  expect_refused(write_variant("truncated.safetensors", bytes_.substr(0, bytes_.size() / 2)),
+                 "truncated.safetensors");
+  expect_refused(write_variant("tiny.safetensors", bytes_.substr(0, 5)), "not a safetensors");
+  expect_refused(write_variant("empty.safetensors", ""), "not a safetensors");
+}
+
+TEST_F(CheckpointFiles, CorruptDataIsRefused) {
+  std::string corrupt = bytes_;
+  corrupt[corrupt.size() - 3] ^= 0x5a;  // flip bits in the last tensor's data
+  expect_refused(write_variant("corrupt.safetensors", corrupt), "CRC-32");
+  expect_refused(write_variant("text.safetensors", std::string(64, 'x')), "not a safetensors");
+}
+
+TEST_F(CheckpointFiles, NewerFormatVersionIsRefused) {
+  TensorFile file = load_safetensors(path_);
+  file.metadata["format_version"] = std::to_string(kCheckpointFormatVersion + 1);
+  auto p = dir_ / "newer.safetensors";
+  save_safetensors(p, file);
+  expect_refused(p, "is newer than this numeral supports");
+}
+
+TEST_F(CheckpointFiles, CheckpointOfAnotherModelIsRefused) {
+  UNetConfig other = tiny_run().model;
+  other.channels = {8, 8};
+  UNet model(other);
+  const auto before = module_state(*model, "");
+  auto c = load_checkpoint(path_, "diffusion");
+  try {
+    load_module_state(*model, c.tensors, "ema.", path_.string());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("was made for another model"), std::string::npos);
+  }
+  for (const auto& [name, t] : module_state(*model, "")) EXPECT_TRUE(t.equal(before.at(name)));
+}
+
+TEST_F(CheckpointFiles, WrongKindAndMissingFilesAreRefused) {
+  EXPECT_THROW(load_checkpoint(path_, "classifier"), Error);
+  EXPECT_THROW(load_checkpoint(dir_ / "nope.safetensors", "diffusion"), Error);
+  // A plain safetensors file without numeral's metadata.
+  TensorFile plain;
+  plain.tensors["x"] = torch::ones({2});
+  save_safetensors(dir_ / "plain.safetensors", plain);
+  expect_refused(dir_ / "plain.safetensors", "not a numeral checkpoint");
+}
+
+TEST(Safetensors, RoundTripKeepsDtypesShapesAndMetadata) {
+  TensorFile f;
+  f.tensors["a"] = torch::arange(6, torch::kFloat).view({2, 3});
+  f.tensors["b"] = torch::tensor({1, -2}, torch::kLong);
+  f.tensors["c"] = torch::tensor({7}, torch::kByte);
+  f.tensors["empty"] = torch::zeros({0, 4});
+  f.metadata["hello"] = "world";
+  auto back = from_safetensors(to_safetensors(f), "memory");
+  ASSERT_EQ(back.tensors.size(), 4u);
+  for (const auto& [k, v] : f.tensors) {
+    EXPECT_EQ(back.tensors.at(k).scalar_type(), v.scalar_type()) << k;
+    EXPECT_TRUE(back.tensors.at(k).equal(v)) << k;
+  }
+  EXPECT_EQ(back.metadata.at("hello"), "world");
+  // The header is 8-byte aligned, as the format recommends.
+  const std::string bytes = to_safetensors(f);
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t(uint8_t(bytes[i])) << (8 * i);
+  EXPECT_EQ(n % 8, 0u);
+}
+
+}  // namespace
+}  // namespace numeral
