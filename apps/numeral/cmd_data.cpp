@@ -4,14 +4,21 @@
 #include <string>
 
 #include "numeral/cli.h"
+#include "numeral/common/error.h"
 #include "numeral/data/dataset.h"
 #include "numeral/data/sources.h"
+#include "numeral/generate/pictures.h"
 
 namespace {
 
 struct DataCommandOptions {
   std::string name;  // dataset to get: mnist or fashion-mnist
   std::string root;  // data directory; "" = $NUMERAL_DATA or ./data
+  std::string data = "mnist";            // grid: which dataset
+  std::string split = "train";           // grid: train or val
+  int64_t per_class = 10;                // grid: columns
+  int scale = 3;                         // grid: nearest-neighbour upscaling
+  std::string out = "out/real-grid.png";  // grid: output PNG
 };
 
 std::string with_commas(int64_t n) {
@@ -55,6 +62,26 @@ void run_list(const DataCommandOptions& options) {
   }
 }
 
+void run_grid(const DataCommandOptions& options) {
+  numeral::DataOptions data_options;
+  data_options.data = options.data;
+  data_options.root = options.root;
+  const numeral::DataSplit data = numeral::load_data(data_options);
+  NUMERAL_CHECK(options.split == "train" || options.split == "val",
+                "--split {}: expected train or val", options.split);
+  const auto& set = options.split == "train" ? data.train : data.val;
+  const auto picked = numeral::first_per_class(set, options.per_class, data.num_classes);
+  numeral::GridLabels labels;
+  labels.rows = data.class_names;
+  labels.title = fmt::format("{} ({}): the first {} {} images of each class", data.name,
+                             options.split, options.per_class, options.split);
+  numeral::write_png(options.out, numeral::labelled_grid(picked.images, options.per_class,
+                                                         labels, options.scale));
+  fmt::print("{}: {} {} images of {} in {} ({} train, {} held out; {})\n", options.out,
+             picked.size(), options.split, data.name, data.dir.string(), with_commas(data.train.size()),
+             with_commas(data.val.size()), data.source);
+}
+
 const bool kRegistered = numeral::cli::register_command(/*order=*/20, [](CLI::App& app) {
   static DataCommandOptions options;
   auto* data = app.add_subcommand("data", "Get datasets (MNIST, Fashion-MNIST) and list them");
@@ -69,6 +96,20 @@ const bool kRegistered = numeral::cli::register_command(/*order=*/20, [](CLI::Ap
   auto* list = data->add_subcommand("list", "List the datasets under the data directory");
   list->add_option("--root", options.root, "data directory (default: $NUMERAL_DATA or ./data)");
   list->callback([] { run_list(options); });
+
+  auto* grid = data->add_subcommand("grid", "Write a PNG grid of real images, one row per class");
+  grid->add_option("--data", options.data, "mnist, fashion-mnist or a directory of IDX files")
+      ->capture_default_str();
+  grid->add_option("--root", options.root, "data directory (default: $NUMERAL_DATA or ./data)");
+  grid->add_option("--split", options.split, "train or val")->capture_default_str();
+  grid->add_option("--per-class", options.per_class, "images per class (columns)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  grid->add_option("--scale", options.scale, "nearest-neighbour upscaling")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 16));
+  grid->add_option("--out,-o", options.out, "output PNG")->capture_default_str();
+  grid->callback([] { run_grid(options); });
 });
 
 }  // namespace

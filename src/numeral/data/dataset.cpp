@@ -337,4 +337,17 @@ std::vector<DatasetSummary> find_datasets(const fs::path& root) {
   return found;
 }
 
+Dataset first_per_class(const Dataset& data, int64_t per_class, int64_t num_classes) {
+  NUMERAL_CHECK(per_class >= 1, "per_class must be at least 1, got {}", per_class);
+  std::vector<torch::Tensor> picks;
+  for (int64_t c = 0; c < num_classes; ++c) {
+    const auto idx = data.labels.eq(c).nonzero().flatten();
+    NUMERAL_CHECK(idx.size(0) >= per_class, "class {} has only {} examples, {} requested", c,
+                  idx.size(0), per_class);
+    picks.push_back(idx.slice(0, 0, per_class));
+  }
+  const auto idx = torch::cat(picks);
+  return Dataset{data.images.index_select(0, idx), data.labels.index_select(0, idx)};
+}
+
 }  // namespace numeral

@@ -72,6 +72,10 @@ struct IdxFiles {
 };
 IdxFiles find_idx_files(const std::filesystem::path& dir);
 
+// The first `per_class` examples of each class 0..num_classes-1, class-major (all of class 0,
+// then class 1, ...); throws numeral::Error if a class has fewer.
+Dataset first_per_class(const Dataset& data, int64_t per_class, int64_t num_classes);
+
 // A dataset found under the data root, for `numeral info`.
 struct DatasetSummary {
   std::string name;

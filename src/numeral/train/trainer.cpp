@@ -1,6 +1,7 @@
 #include "numeral/train/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -33,6 +34,35 @@ torch::Tensor epoch_permutation(int64_t n, uint64_t seed, int64_t epoch, torch::
   return torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong)).to(device);
 }
 
+// bfloat16 autocast on CUDA for the forward pass and loss, in scope; a no-op when disabled.
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(bool enabled) : enabled_(enabled) {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+#endif
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+    at::autocast::set_enabled(false);
+#endif
+    at::autocast::clear_cache();
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool enabled_;
+};
+
 }  // namespace
 
 void to_json(nlohmann::json& j, const EpochStats& s) {
@@ -59,6 +89,8 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
   config_.train.validate();
   const auto& tc = config_.train;
   const auto device = options_.device;
+  NUMERAL_CHECK(!tc.bf16 || device.is_cuda(),
+                "--bf16 needs a CUDA device (this run is on {}); drop --bf16", device.str());
 
   DataOptions data_options;
   data_options.data = tc.data;
@@ -238,6 +270,22 @@ TrainResult Trainer::run() {
            std::chrono::duration<double>(std::chrono::steady_clock::now() - session_start).count();
   };
   TrainResult result;
+  // Losses not yet read back from the device.
+  constexpr int64_t kSyncEvery = 50;
+  auto pending_loss = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
+  int64_t pending_steps = 0;
+  auto flush_loss = [&] {
+    if (pending_steps == 0) return;
+    const double sum = pending_loss.item<double>();
+    NUMERAL_CHECK(std::isfinite(sum),
+                  "training diverged: loss is {} at or before step {}; lower --lr or raise "
+                  "--grad-clip",
+                  sum, step_);
+    epoch_loss_sum_ += sum;
+    epoch_loss_count_ += pending_steps;
+    pending_loss.zero_();
+    pending_steps = 0;
+  };
   model_->train();
   while (step_ < total_steps_) {
     const int64_t epoch = step_ / steps_per_epoch_;  // 0-based
@@ -249,6 +297,7 @@ TrainResult Trainer::run() {
     int64_t epoch_images = 0;
     for (int64_t i = first; i < last; ++i) {
       if (options_.stop && options_.stop->load()) {
+        flush_loss();
         save_checkpoint_now();
         result.interrupted = true;
         result.steps = step_;
@@ -267,25 +316,32 @@ TrainResult Trainer::run() {
       const double lr = learning_rate(step_);
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
       optimizer_->zero_grad();
-      auto loss = diffusion_->training_loss(model_fn, x0, labels, t, noise);
+      torch::Tensor loss;
+      {
+        AutocastGuard autocast(tc.bf16);
+        loss = diffusion_->training_loss(model_fn, x0, labels, t, noise);
+      }
       loss.backward();
       if (tc.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), tc.grad_clip);
       optimizer_->step();
       ema_->update(step_);
       ++step_;
-      const double loss_value = loss.item<double>();
-      NUMERAL_CHECK(std::isfinite(loss_value),
-                    "training diverged: loss is {} at step {}; lower --lr or raise --grad-clip",
-                    loss_value, step_);
-      epoch_loss_sum_ += loss_value;
-      ++epoch_loss_count_;
+      // Reading the loss syncs with the device: every step on the CPU (free), every
+      // kSyncEvery steps on CUDA so the GPU is never starved.
+      pending_loss += loss.detach().to(torch::kDouble);
+      ++pending_steps;
+      if (!device.is_cuda() || step_ % kSyncEvery == 0) flush_loss();
       epoch_images += b;
-      bar.update(i + 1, fmt::format("loss {:.4f} lr {:.2e}", epoch_loss_sum_ / epoch_loss_count_,
-                                    lr));
+      if (epoch_loss_count_ > 0) {
+        bar.update(i + 1, fmt::format("loss {:.4f} lr {:.2e}",
+                                      epoch_loss_sum_ / epoch_loss_count_, lr));
+      }
       if (tc.checkpoint_every > 0 && step_ % tc.checkpoint_every == 0 && i + 1 < last) {
+        flush_loss();
         save_checkpoint_now();
       }
     }
+    flush_loss();
     if (last < steps_per_epoch_) {  // --max-steps ended the run inside an epoch
       save_checkpoint_now();
       print(fmt::format("stopped at --max-steps {} inside epoch {}; checkpoint saved", step_,
