@@ -2,6 +2,7 @@
 // The CLI's plumbing: subcommands register themselves; shared option groups are bound once here.
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <functional>
 #include <string>
 
@@ -21,5 +22,18 @@ struct RuntimeOptions {
 
 // Binds --device and --threads to `options`.
 void add_runtime_options(CLI::App& command, RuntimeOptions& options);
+
+// While alive, Ctrl-C sets a flag instead of killing the process (a second Ctrl-C kills it), so
+// long commands can checkpoint or clean up; the flag starts false.
+class InterruptScope {
+ public:
+  InterruptScope();
+  ~InterruptScope();
+  InterruptScope(const InterruptScope&) = delete;
+  InterruptScope& operator=(const InterruptScope&) = delete;
+  // The flag Ctrl-C sets.
+  const std::atomic<bool>& flag() const;
+  bool requested() const { return flag().load(); }
+};
 
 }  // namespace numeral::cli

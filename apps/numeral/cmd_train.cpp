@@ -2,8 +2,6 @@
 #include <fmt/chrono.h>
 #include <fmt/core.h>
 
-#include <atomic>
-#include <csignal>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
@@ -17,13 +15,6 @@
 
 namespace numeral::cli {
 namespace {
-
-std::atomic<bool> g_stop{false};
-
-extern "C" void on_sigint(int) {
-  g_stop.store(true);
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
-}
 
 struct TrainCommand {
   RunConfig config;
@@ -64,7 +55,6 @@ void run(TrainCommand& cmd, CLI::App& app) {
   options.run_dir = cmd.run_dir;
   options.device = device;
   options.resume = cmd.resume;
-  options.stop = &g_stop;
   options.print = [](const std::string& line) { fmt::print("{}\n", line), std::fflush(stdout); };
   Trainer trainer(config, options);
   fmt::print("  data:      {} ({}); {} train, {} held out ({})\n", trainer.data().name,
@@ -81,9 +71,9 @@ void run(TrainCommand& cmd, CLI::App& app) {
       }
     });
   }
-  std::signal(SIGINT, on_sigint);
+  InterruptScope interrupts;  // Ctrl-C: checkpoint at the next step, then stop
+  trainer.set_stop_flag(&interrupts.flag());
   const TrainResult result = trainer.run();
-  std::signal(SIGINT, SIG_DFL);
   if (result.interrupted) {
     fmt::print("interrupted at step {}; checkpoint saved. Continue with: numeral train --run-dir "
                "{} --resume\n",

@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <csignal>
 #include <vector>
 
 #include "numeral/common/error.h"
@@ -17,7 +18,23 @@ std::vector<std::pair<int, CommandSetup>>& registry() {
   return commands;
 }
 
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_sigint(int) {
+  g_interrupted.store(true);
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
+}
+
 }  // namespace
+
+InterruptScope::InterruptScope() {
+  g_interrupted.store(false);
+  std::signal(SIGINT, on_sigint);
+}
+
+InterruptScope::~InterruptScope() { std::signal(SIGINT, SIG_DFL); }
+
+const std::atomic<bool>& InterruptScope::flag() const { return g_interrupted; }
 
 bool register_command(int order, CommandSetup setup) {
   registry().emplace_back(order, std::move(setup));
@@ -46,7 +63,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    fmt::print(stderr, "numeral: error: {} (see --help)\n", e.what());
+    return 2;
   } catch (const numeral::Error& e) {
     fmt::print(stderr, "numeral: error: {}\n", e.what());
     return 1;

@@ -33,50 +33,6 @@ gzFile as_gz(void* file) {
 
 }  // namespace
 
-uint64_t batch_seed(uint64_t seed, int64_t batch) {
-  // generate.cpp: make_generator(options.seed * 1000003ULL + b).
-  return seed * 1000003ULL + static_cast<uint64_t>(batch);
-}
-
-torch::Tensor generate_batch(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
-                             const torch::Tensor& labels, const GenerateOptions& options,
-                             int64_t batch) {
-  NUMERAL_CHECK(labels.dim() == 1 && labels.size(0) > 0,
-                "generate_batch: expected a non-empty [B] label tensor");
-  const auto& cfg = model->config();
-  const int64_t top = labels.max().item<int64_t>();
-  NUMERAL_CHECK(top < cfg.num_classes, "generate: label {} out of range for a model of {} classes",
-                top, cfg.num_classes);
-  options.sampler.validate(diffusion->T());
-  torch::NoGradGuard no_grad;
-  model->eval();
-  const auto device = model->parameters().front().device();
-  auto gen = make_generator(batch_seed(options.seed, batch));
-  const auto y = labels.to(device);
-  const auto x_T =
-      randn_on({labels.size(0), cfg.image_channels, cfg.image_size, cfg.image_size}, gen, device);
-  const Denoiser denoiser =
-      classifier_free_guidance(eps_model(model, diffusion), y, options.guidance);
-  return sample(diffusion->schedule_f64(), denoiser, x_T, options.sampler, gen)
-      .clamp(-1, 1)
-      .to(torch::kCPU);
-}
-
-void generate_batches(
-    UNet model, std::shared_ptr<GaussianDiffusion> diffusion, const torch::Tensor& labels,
-    const GenerateOptions& options,
-    const std::function<void(int64_t start, const torch::Tensor& images)>& consume) {
-  NUMERAL_CHECK(labels.dim() == 1 && labels.size(0) > 0,
-                "generate: expected a non-empty [N] label tensor");
-  NUMERAL_CHECK(options.batch_size >= 1, "--batch-size {}: expected at least 1",
-                options.batch_size);
-  const int64_t n = labels.size(0);
-  for (int64_t start = 0, b = 0; start < n; start += options.batch_size, ++b) {
-    const int64_t end = std::min(n, start + options.batch_size);
-    consume(start, generate_batch(model, diffusion, labels.slice(0, start, end), options, b));
-  }
-}
-
 IdxStreamWriter::IdxStreamWriter(std::filesystem::path path, std::vector<int64_t> dims)
     : path_(std::move(path)), dims_(std::move(dims)) {
   NUMERAL_CHECK(!path_.empty(), "IDX export: empty output path");

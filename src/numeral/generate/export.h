@@ -16,24 +16,6 @@
 
 namespace numeral {
 
-// The seed of batch `batch` in a generate() call seeded with `seed`: the same formula, so pictures
-// built one batch at a time match `numeral sample` with the same seed.
-uint64_t batch_seed(uint64_t seed, int64_t batch);
-
-// Generates batch number `batch` of a generate() call whose labels for that batch are `labels`
-// ([B] int64, kNullLabel = unconditional): the same x_T, sampler noise and guidance, so the result
-// equals the matching slice of generate(). options.sampler.on_step sees every step.
-torch::Tensor generate_batch(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
-                             const torch::Tensor& labels, const GenerateOptions& options,
-                             int64_t batch);  // [B, C, H, W] float in [-1, 1] on the CPU
-
-// The images of generate(model, diffusion, labels, options), handed to `consume` one batch of
-// options.batch_size at a time (start = index of the batch's first image) and then dropped.
-void generate_batches(
-    UNet model, std::shared_ptr<GaussianDiffusion> diffusion, const torch::Tensor& labels,
-    const GenerateOptions& options,
-    const std::function<void(int64_t start, const torch::Tensor& images)>& consume);
-
 // Writes one unsigned-byte IDX file piece by piece: the header (with the final dimensions, known
 // up front) at construction, then each append()'s bytes, into a temporary file beside `path`
 // (gzip-compressed when the name ends in ".gz"). commit() checks that exactly dims[0] items came

@@ -6,36 +6,58 @@
 
 namespace numeral {
 
-torch::Tensor generate(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
-                       const torch::Tensor& labels, const GenerateOptions& options,
-                       const std::function<void(int64_t done)>& on_batch) {
-  NUMERAL_CHECK(labels.dim() == 1 && labels.size(0) > 0, "generate: expected a non-empty [N] "
-                "label tensor");
-  NUMERAL_CHECK(options.batch_size >= 1, "--batch-size {}: expected at least 1",
-                options.batch_size);
+uint64_t batch_seed(uint64_t seed, int64_t batch) {
+  return seed * 1000003ULL + static_cast<uint64_t>(batch);
+}
+
+torch::Tensor generate_batch(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
+                             const torch::Tensor& labels, const GenerateOptions& options,
+                             int64_t batch) {
+  NUMERAL_CHECK(labels.dim() == 1 && labels.size(0) > 0,
+                "generate_batch: expected a non-empty [B] label tensor");
   const auto& cfg = model->config();
-  NUMERAL_CHECK(labels.max().item<int64_t>() < cfg.num_classes,
-                "generate: label {} out of range for a model of {} classes",
-                labels.max().item<int64_t>(), cfg.num_classes);
+  const int64_t top = labels.max().item<int64_t>();
+  NUMERAL_CHECK(top < cfg.num_classes, "generate: label {} out of range for a model of {} classes",
+                top, cfg.num_classes);
   options.sampler.validate(diffusion->T());
   torch::NoGradGuard no_grad;
   model->eval();
   const auto device = model->parameters().front().device();
-  const ModelFn eps = eps_model(model, diffusion);
+  auto gen = make_generator(batch_seed(options.seed, batch));
+  const auto y = labels.to(device);
+  const auto x_T =
+      randn_on({labels.size(0), cfg.image_channels, cfg.image_size, cfg.image_size}, gen, device);
+  const Denoiser denoiser =
+      classifier_free_guidance(eps_model(model, diffusion), y, options.guidance);
+  return sample(diffusion->schedule_f64(), denoiser, x_T, options.sampler, gen)
+      .clamp(-1, 1)
+      .to(torch::kCPU);
+}
+
+void generate_batches(
+    UNet model, std::shared_ptr<GaussianDiffusion> diffusion, const torch::Tensor& labels,
+    const GenerateOptions& options,
+    const std::function<void(int64_t start, const torch::Tensor& images)>& consume) {
+  NUMERAL_CHECK(labels.dim() == 1 && labels.size(0) > 0,
+                "generate: expected a non-empty [N] label tensor");
+  NUMERAL_CHECK(options.batch_size >= 1, "--batch-size {}: expected at least 1",
+                options.batch_size);
   const int64_t n = labels.size(0);
-  std::vector<torch::Tensor> out;
   for (int64_t start = 0, b = 0; start < n; start += options.batch_size, ++b) {
     const int64_t end = std::min(n, start + options.batch_size);
-    auto gen = make_generator(options.seed * 1000003ULL + static_cast<uint64_t>(b));
-    const auto y = labels.slice(0, start, end).to(device);
-    const auto x_T = randn_on({end - start, cfg.image_channels, cfg.image_size, cfg.image_size},
-                              gen, device);
-    const auto denoiser = classifier_free_guidance(eps, y, options.guidance);
-    out.push_back(sample(diffusion->schedule_f64(), denoiser, x_T, options.sampler, gen)
-                      .clamp(-1, 1)
-                      .to(torch::kCPU));
-    if (on_batch) on_batch(end);
+    consume(start, generate_batch(model, diffusion, labels.slice(0, start, end), options, b));
   }
+}
+
+torch::Tensor generate(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
+                       const torch::Tensor& labels, const GenerateOptions& options,
+                       const std::function<void(int64_t done)>& on_batch) {
+  std::vector<torch::Tensor> out;
+  generate_batches(model, diffusion, labels, options,
+                   [&](int64_t start, const torch::Tensor& images) {
+                     out.push_back(images);
+                     if (on_batch) on_batch(start + images.size(0));
+                   });
   return torch::cat(out);
 }
 

@@ -27,6 +27,24 @@ torch::Tensor generate(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
                        const torch::Tensor& labels, const GenerateOptions& options,
                        const std::function<void(int64_t done)>& on_batch = {});
 
+// The seed of batch `batch` in a generate() call seeded with `seed`: the same formula, so pictures
+// built one batch at a time match `numeral sample` with the same seed.
+uint64_t batch_seed(uint64_t seed, int64_t batch);
+
+// Generates batch number `batch` of a generate() call whose labels for that batch are `labels`
+// ([B] int64, kNullLabel = unconditional): the same x_T, sampler noise and guidance, so the result
+// equals the matching slice of generate(). options.sampler.on_step sees every step.
+torch::Tensor generate_batch(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
+                             const torch::Tensor& labels, const GenerateOptions& options,
+                             int64_t batch);  // [B, C, H, W] float in [-1, 1] on the CPU
+
+// The images of generate(model, diffusion, labels, options), handed to `consume` one batch of
+// options.batch_size at a time (start = index of the batch's first image) and then dropped.
+void generate_batches(
+    UNet model, std::shared_ptr<GaussianDiffusion> diffusion, const torch::Tensor& labels,
+    const GenerateOptions& options,
+    const std::function<void(int64_t start, const torch::Tensor& images)>& consume);
+
 // Labels for `per_class` images of each listed class, class-major: [c0 x per_class, c1 x ...].
 torch::Tensor repeat_labels(const std::vector<int64_t>& classes, int64_t per_class);  // [N] int64
 

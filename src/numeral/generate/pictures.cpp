@@ -308,7 +308,7 @@ std::vector<EpochStats> read_training_log(const std::filesystem::path& path) {
 
 Image loss_plot(const std::vector<EpochStats>& history, const std::string& title, bool log_y) {
   NUMERAL_CHECK(!history.empty(), "loss_plot: no epochs to plot");
-  Series train{"train loss", {}, {}}, val{"validation loss (EMA)", {}, {}};
+  Series train{"train", {}, {}}, val{"validation (EMA)", {}, {}};
   for (const auto& h : history) {
     train.x.push_back(static_cast<double>(h.epoch));
     train.y.push_back(h.train_loss);

@@ -2,13 +2,25 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "numeral/generate/generate.h"
+#include "numeral/generate/pictures.h"
 
 namespace numeral {
 
 PreviewWriter::PreviewWriter(std::filesystem::path run_dir, int64_t num_classes,
                              int64_t per_class)
-    : run_dir_(std::move(run_dir)), num_classes_(num_classes), per_class_(per_class) {}
+    : run_dir_(std::move(run_dir)), num_classes_(num_classes), per_class_(per_class) {
+  // A resumed run keeps the grids of its earlier epochs.
+  std::vector<std::filesystem::path> earlier;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(run_dir_ / "previews", ec)) {
+    if (entry.path().extension() == ".png") earlier.push_back(entry.path());
+  }
+  std::sort(earlier.begin(), earlier.end());
+  for (const auto& path : earlier) frames_.push_back(read_png(path));
+}
 
 void PreviewWriter::write(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
                           int64_t epoch) {
@@ -18,17 +30,21 @@ void PreviewWriter::write(UNet model, std::shared_ptr<GaussianDiffusion> diffusi
   options.sampler.name = "ddim";  // previews should be cheap: 25 deterministic steps
   options.seed = 1234;
   const auto images = generate(model, diffusion, repeat_labels(classes, per_class_), options);
-  Image grid = make_grid(images, static_cast<int>(per_class_), /*padding=*/2, /*scale=*/2);
-  grid = add_title(grid, fmt::format("epoch {}", epoch));
-  write_png(run_dir_ / "previews" / fmt::format("epoch-{:03}.png", epoch), grid);
-  frames_.push_back(grid);
-  captions_.push_back(fmt::format("epoch {}", epoch));
+  GridLabels labels;
+  for (int64_t c = 0; c < num_classes_; ++c) labels.rows.push_back(std::to_string(c));
+  const Image grid = labelled_grid(images, per_class_, labels, /*scale=*/2);
+  const Image titled = add_title(grid, fmt::format("epoch {}", epoch));
+  write_png(run_dir_ / "previews" / fmt::format("epoch-{:03}.png", epoch), titled);
+  frames_.push_back(titled);
   write_gif(run_dir_ / "previews.gif", frames_, /*delay_centiseconds=*/60);
-  // All epochs side by side (at most the last 8, so the picture stays readable).
-  const size_t first = frames_.size() > 8 ? frames_.size() - 8 : 0;
-  std::vector<Image> tiles(frames_.begin() + static_cast<long>(first), frames_.end());
-  std::vector<std::string> captions(captions_.begin() + static_cast<long>(first), captions_.end());
-  write_png(run_dir_ / "previews.png", label_columns(tiles, captions));
+  // Up to 8 evenly spaced epochs side by side, always the first and the latest, so one picture
+  // shows blobs turning into digits.
+  const size_t n = frames_.size(), shown = std::min<size_t>(n, 8);
+  std::vector<Image> picked;
+  for (size_t i = 0; i < shown; ++i) {
+    picked.push_back(frames_[shown == 1 ? 0 : i * (n - 1) / (shown - 1)]);
+  }
+  write_png(run_dir_ / "previews.png", hstack(picked, /*gap=*/12));
 }
 
 }  // namespace numeral

@@ -20,8 +20,7 @@ class PreviewWriter {
  private:
   std::filesystem::path run_dir_;
   int64_t num_classes_, per_class_;
-  std::vector<Image> frames_;
-  std::vector<std::string> captions_;
+  std::vector<Image> frames_;  // every epoch's titled grid so far
 };
 
 }  // namespace numeral

@@ -65,6 +65,8 @@ class Trainer {
   const DataSplit& data() const { return data_; }
   // The learning rate at optimiser step `step` (warm-up, then the configured decay).
   double learning_rate(int64_t step) const;
+  // Sets the flag that, once true, makes run() checkpoint and return at the next step.
+  void set_stop_flag(const std::atomic<bool>* stop) { options_.stop = stop; }
   // Replaces the callback run after each epoch's checkpoint.
   void set_epoch_callback(std::function<void(const EpochStats&)> callback) {
     options_.on_epoch = std::move(callback);

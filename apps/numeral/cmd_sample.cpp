@@ -1,0 +1,182 @@
+// `numeral sample`: digits from a trained model as a labelled grid, single PNGs or MNIST-format
+// IDX files (streamed batch by batch, so 60,000 digits never sit in memory).
+#include <fmt/core.h>
+
+#include <atomic>
+#include <chrono>
+
+#include "numeral/cli.h"
+#include "numeral/common/error.h"
+#include "numeral/common/fs.h"
+#include "numeral/common/progress.h"
+#include "numeral/common/runtime.h"
+#include "numeral/generate/export.h"
+#include "numeral/generate/pictures.h"
+#include "numeral/generate/request.h"
+#include "numeral/train/trainer.h"
+#include "options.h"
+
+namespace numeral::cli {
+namespace {
+
+constexpr int64_t kMaxGridColumns = 100;
+
+struct SampleCommand {
+  RuntimeOptions runtime;
+  std::string checkpoint;
+  std::vector<int64_t> digits;  // empty = every class
+  int64_t per_digit = 8;
+  bool unconditional = false;
+  GenerateOptions generate;
+  std::string grid, png_dir, idx;
+  int scale = 3;
+};
+
+void run(SampleCommand& cmd, CLI::App& app) {
+  auto& sampler = cmd.generate.sampler;
+  NUMERAL_CHECK(!(app.count("--steps") && sampler.steps == 0),
+                "--steps 0: expected at least 1 (leave --steps out for the sampler's default)");
+  NUMERAL_CHECK(!(cmd.unconditional && !cmd.digits.empty()),
+                "--unconditional and --digit exclude each other");
+  NUMERAL_CHECK(!(cmd.unconditional && app.count("--w")),
+                "--w needs class labels; drop it with --unconditional");
+  configure_threads(cmd.runtime.threads);
+  const torch::Device device = select_device(cmd.runtime.device);
+  const TrainedModel trained = load_trained_model(cmd.checkpoint, device);
+  const int64_t T = trained.diffusion->T();
+  sampler.validate(T);
+  const auto classes = resolve_classes(cmd.digits, trained.config.model.num_classes);
+  const auto labels = cmd.unconditional
+                          ? torch::full({cmd.per_digit * static_cast<int64_t>(classes.size())},
+                                        kNullLabel, torch::kLong)
+                          : repeat_labels(classes, cmd.per_digit);
+  const int64_t count = labels.size(0);
+
+  if (cmd.grid.empty() && cmd.png_dir.empty() && cmd.idx.empty()) cmd.grid = "samples.png";
+  if (!cmd.grid.empty()) {
+    NUMERAL_CHECK(cmd.per_digit <= kMaxGridColumns,
+                  "--grid: at most {} samples per digit fit a picture (got --per-digit {}); use "
+                  "--idx or --png-dir for large exports",
+                  kMaxGridColumns, cmd.per_digit);
+    check_output_path(cmd.grid, "--grid");
+  }
+  if (!cmd.png_dir.empty()) ensure_writable_dir(cmd.png_dir);
+  const auto& mc = trained.config.model;
+  std::unique_ptr<IdxExport> idx;
+  if (!cmd.idx.empty()) {
+    idx = std::make_unique<IdxExport>(
+        cmd.idx, labels, std::vector<int64_t>{mc.image_channels, mc.image_size, mc.image_size});
+  }
+
+  const int64_t steps = sampler.resolved_steps(T);
+  const std::string what = cmd.unconditional
+                               ? "unconditional"
+                               : fmt::format("w={}", format_weight(cmd.generate.guidance));
+  fmt::print("numeral sample  checkpoint {}  device {}\n", trained.path.string(), device.str());
+  fmt::print("  sampler {}, {} steps (T = {}), {}, seed {}: {} images ({} per {})\n", sampler.name,
+             steps, T, what, cmd.generate.seed, count, cmd.per_digit,
+             cmd.unconditional ? "row" : "digit");
+  std::fflush(stdout);
+
+  InterruptScope interrupts;
+  int64_t done = 0;
+  auto check_stop = [&] {
+    NUMERAL_CHECK(!interrupts.requested(), "interrupted after {} of {} images; no IDX file was written",
+                  done, count);
+  };
+  sampler.on_step = [&](const SamplerStep&) { check_stop(); };
+  std::vector<torch::Tensor> kept;  // uint8 pixels for the grid
+  std::vector<int64_t> index_in_class(static_cast<size_t>(mc.num_classes + 1), 0);
+  ProgressBar bar("sample", count, "img");
+  const auto start_time = std::chrono::steady_clock::now();
+  generate_batches(
+      trained.model, trained.diffusion, labels, cmd.generate,
+      [&](int64_t start, const torch::Tensor& images) {
+        check_stop();
+        if (idx) idx->append(images);
+        if (!cmd.png_dir.empty()) {
+          for (int64_t i = 0; i < images.size(0); ++i) {
+            const int64_t label = labels[start + i].item<int64_t>();
+            const auto slot = static_cast<size_t>(label < 0 ? mc.num_classes : label);
+            const std::string name =
+                label < 0 ? fmt::format("sample-{}.png", index_in_class[slot]++)
+                          : fmt::format("digit-{}-{}.png", label, index_in_class[slot]++);
+            write_png(std::filesystem::path(cmd.png_dir) / name, image_from_tensor(images[i]));
+          }
+        }
+        if (!cmd.grid.empty()) kept.push_back(from_model_range(images));
+        done = start + images.size(0);
+        bar.update(done);
+      });
+  bar.finish();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
+  if (idx) idx->commit();
+
+  fmt::print("  {} images in {:.1f} s ({:.1f} images/s)\n", count, seconds,
+             static_cast<double>(count) / std::max(seconds, 1e-9));
+  if (!cmd.grid.empty()) {
+    GridLabels grid_labels;
+    for (int64_t c : classes)
+      grid_labels.rows.push_back(cmd.unconditional ? "" : std::to_string(c));
+    grid_labels.title =
+        fmt::format("{} {} steps, {}, seed {}", sampler.name, steps, what, cmd.generate.seed);
+    write_png(cmd.grid, labelled_grid(torch::cat(kept), cmd.per_digit, grid_labels, cmd.scale));
+    fmt::print("  grid:   {} ({} row{} x {} samples)\n", cmd.grid, classes.size(),
+               classes.size() == 1 ? "" : "s", cmd.per_digit);
+  }
+  if (!cmd.png_dir.empty()) fmt::print("  PNGs:   {}/ ({} files)\n", cmd.png_dir, count);
+  if (idx) {
+    fmt::print("  IDX:    {}\n", idx->paths().images.string());
+    if (idx->has_labels()) fmt::print("          {}\n", idx->paths().labels.string());
+  }
+}
+
+const bool kRegistered = register_command(/*order=*/50, [](CLI::App& app) {
+  auto cmd = std::make_shared<SampleCommand>();
+  auto* sub = app.add_subcommand("sample", "generate digits from a trained model");
+  sub->add_option("--checkpoint", cmd->checkpoint, "run directory or checkpoint file")->required();
+  sub->add_option("--digit", cmd->digits, "digits to generate, e.g. 7 or 1,4,7 (default: all)")
+      ->delimiter(',');
+  sub->add_option("--per-digit", cmd->per_digit, "images per digit (one grid row each)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--w", cmd->generate.guidance,
+                  "classifier-free guidance weight: eps = (1+w) eps(y) - w eps(null); 0 = plain "
+                  "conditional")
+      ->capture_default_str();
+  sub->add_flag("--unconditional", cmd->unconditional,
+                "ignore the labels (null class); rows are then unlabelled");
+  sub->add_option("--seed", cmd->generate.seed,
+                  "same seed, checkpoint and options: the same images on any device")
+      ->capture_default_str();
+  sub->add_option("--batch-size", cmd->generate.batch_size,
+                  "images per forward pass (changing it changes which noise each image gets)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  add_sampler_options(*sub, cmd->generate.sampler);
+  const char* outputs = "Outputs";
+  sub->add_option("--grid", cmd->grid,
+                  "PNG grid: a row per digit, labelled (default samples.png when no output is "
+                  "given)")
+      ->group(outputs);
+  sub->add_option("--scale", cmd->scale, "grid upscaling factor (nearest neighbour)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 16))
+      ->group(outputs);
+  sub->add_option("--png-dir", cmd->png_dir,
+                  "one unscaled PNG per image: DIR/digit-<d>-<i>.png (sample-<i>.png when "
+                  "unconditional)")
+      ->group(outputs);
+  sub->add_option("--idx", cmd->idx,
+                  "MNIST-format files PREFIX-images-idx3-ubyte and PREFIX-labels-idx1-ubyte "
+                  "(gzip-compressed, each name ending in .gz, when PREFIX ends in .gz; no labels "
+                  "file when unconditional). DIR/train makes DIR a dataset for --data DIR. "
+                  "Streamed in batches; written atomically")
+      ->group(outputs);
+  add_runtime_options(*sub, cmd->runtime);
+  sub->callback([cmd, sub] { run(*cmd, *sub); });
+});
+
+}  // namespace
+}  // namespace numeral::cli

@@ -1,0 +1,746 @@
+// Generation: sampler arithmetic against hand computation, oracle denoisers, guidance, seeding,
+// streaming IDX export, the pictures, and the generation commands through the CLI binary.
+#include <fmt/format.h>
+#include <gif_lib.h>
+#include <gtest/gtest.h>
+#include <stb_image.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "numeral/common/error.h"
+#include "numeral/common/fs.h"
+#include "numeral/data/idx.h"
+#include "numeral/diffusion/guidance.h"
+#include "numeral/diffusion/samplers.h"
+#include "numeral/generate/export.h"
+#include "numeral/generate/generate.h"
+#include "numeral/generate/pictures.h"
+#include "numeral/generate/request.h"
+#include "numeral/io/checkpoint.h"
+#include "numeral/io/image.h"
+#include "numeral/train/trainer.h"
+#include "test_paths.h"
+
+namespace numeral {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A fresh directory under the system temp dir, removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() / ("numeral_test_generate_" + std::to_string(::getpid()) +
+                                         "_" + std::to_string(counter_++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+// The tiny configuration every model test uses: 28x28 grey, widths {8, 16}, T = 10.
+RunConfig tiny_config() {
+  RunConfig c;
+  c.model.channels = {8, 16};
+  c.model.groups = 4;
+  c.model.time_embed_dim = 16;
+  c.model.class_embed_dim = 16;
+  c.diffusion.timesteps = 10;
+  return c;
+}
+
+struct TinyModel {
+  UNet model{nullptr};
+  std::shared_ptr<GaussianDiffusion> diffusion;
+};
+
+TinyModel tiny_model(uint64_t init_seed = 0) {
+  torch::manual_seed(init_seed);
+  const RunConfig c = tiny_config();
+  TinyModel m{UNet(c.model), std::make_shared<GaussianDiffusion>(c.diffusion, torch::kCPU)};
+  m.model->eval();
+  return m;
+}
+
+// A checkpoint laid out as Trainer::save_checkpoint_now writes it (minus optimizer and RNG).
+fs::path save_tiny_checkpoint(const fs::path& dir) {
+  const TinyModel m = tiny_model(7);
+  Checkpoint c;
+  c.kind = "diffusion";
+  c.config = tiny_config();
+  c.state = {{"step", 0}};
+  c.tensors = module_state(*m.model, "model.");
+  for (auto& [name, t] : module_state(*m.model, "ema.")) c.tensors.emplace(name, t);
+  const fs::path path = dir / "checkpoint.safetensors";
+  save_checkpoint(path, c);
+  return path;
+}
+
+std::string read_bytes(const fs::path& path) {
+  return read_file(path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sampler arithmetic, one step at a time, against the schedule's own coefficients.
+
+struct Recorder {
+  std::vector<SamplerStep> steps;
+  std::function<void(const SamplerStep&)> callback() {
+    return [this](const SamplerStep& s) { steps.push_back(s); };
+  }
+};
+
+constexpr double kEps = 0.37;  // what the constant denoiser predicts everywhere
+
+Denoiser constant_denoiser() {
+  return [](const torch::Tensor& x, const torch::Tensor&) { return torch::full_like(x, kEps); };
+}
+
+torch::Tensor toy_x_T() {  // double, so the comparison with hand arithmetic is tight
+  return torch::tensor({0.3, -0.5, 1.2, 0.1}, torch::kDouble).view({1, 1, 2, 2});
+}
+
+double at(const torch::Tensor& coefficient, int64_t t) {
+  return coefficient[t].item<double>();
+}
+
+class SamplerArithmetic : public ::testing::Test {
+ protected:
+  NoiseSchedule s = NoiseSchedule::from_config(tiny_config().diffusion);  // float64, T = 10
+  // x_0 from eps (no clipping): (x - sqrt(1 - abar_t) eps) / sqrt(abar_t).
+  torch::Tensor x0_hand(const torch::Tensor& x, int64_t t) const {
+    return (x - at(s.sqrt_one_minus_alphas_cumprod, t) * kEps) / at(s.sqrt_alphas_cumprod, t);
+  }
+};
+
+TEST_F(SamplerArithmetic, OneDdpmStepIsThePosteriorMeanPlusScaledNoise) {
+  Recorder rec;
+  SamplerOptions o;
+  o.name = "ddpm";
+  o.clip_x0 = false;
+  o.on_step = rec.callback();
+  auto gen = make_generator(11);
+  const auto x_T = toy_x_T();
+  const auto out = sample(s, constant_denoiser(), x_T, o, gen);
+  ASSERT_EQ(rec.steps.size(), 10u);
+  EXPECT_EQ(rec.steps[0].t, 9);
+  // DDPM eq. 7 at t = 9 with the schedule's posterior coefficients; the first draw of the
+  // generator is this step's noise.
+  auto replay = make_generator(11);
+  const auto z = randn_on({1, 1, 2, 2}, replay, torch::kCPU).to(torch::kDouble);
+  const auto x0 = x0_hand(x_T, 9);
+  const auto expected = at(s.posterior_mean_coef1, 9) * x0 + at(s.posterior_mean_coef2, 9) * x_T +
+                        std::sqrt(at(s.posterior_variance, 9)) * z;
+  EXPECT_TRUE(torch::allclose(rec.steps[0].x0, x0, 0, 1e-12));
+  // sqrt(beta~) z is a float32 product (the noise is float32), hence 1e-6.
+  EXPECT_TRUE(torch::allclose(rec.steps[1].x_t, expected, 0, 1e-6))
+      << (rec.steps[1].x_t - expected).abs().max().item<double>();
+  // The last step (t = 0) adds no noise and returns the x_0 estimate.
+  EXPECT_TRUE(torch::allclose(out, x0_hand(rec.steps[9].x_t, 0), 0, 1e-9));
+}
+
+TEST_F(SamplerArithmetic, OneDdimStepFollowsEquation12) {
+  Recorder rec;
+  SamplerOptions o;
+  o.name = "ddim";
+  o.steps = 10;
+  o.clip_x0 = false;
+  o.on_step = rec.callback();
+  auto gen = make_generator(0);
+  const auto x_T = toy_x_T();
+  sample(s, constant_denoiser(), x_T, o, gen);
+  ASSERT_EQ(rec.steps.size(), 10u);
+  // eta = 0: x_{t-1} = sqrt(abar_{t-1}) x0 + sqrt(1 - abar_{t-1}) eps, from t = 9 to t = 8.
+  const auto expected = at(s.sqrt_alphas_cumprod, 8) * x0_hand(x_T, 9) +
+                        at(s.sqrt_one_minus_alphas_cumprod, 8) * kEps;
+  EXPECT_TRUE(torch::allclose(rec.steps[1].x_t, expected, 0, 1e-10));
+  EXPECT_EQ(rec.steps[1].t, 8);
+}
+
+TEST_F(SamplerArithmetic, DpmSolverPlusPlusFirstAndSecondOrderSteps) {
+  Recorder rec;
+  SamplerOptions o;
+  o.name = "dpm++2m";
+  o.steps = 3;
+  o.clip_x0 = false;
+  o.on_step = rec.callback();
+  auto gen = make_generator(0);
+  const auto x_T = toy_x_T();
+  const auto out = sample(s, constant_denoiser(), x_T, o, gen);
+  ASSERT_EQ(sampling_timesteps(10, 3), (std::vector<int64_t>{9, 5, 0}));
+  ASSERT_EQ(rec.steps.size(), 3u);
+  auto alpha = [&](int64_t t) { return at(s.sqrt_alphas_cumprod, t); };
+  auto sigma = [&](int64_t t) { return at(s.sqrt_one_minus_alphas_cumprod, t); };
+  auto lambda = [&](int64_t t) { return std::log(alpha(t) / sigma(t)); };
+  // Lu et al. 2022, Algorithm 2. Step 1 (first order): t = 9 -> 5.
+  const double h1 = lambda(5) - lambda(9);
+  const auto d9 = x0_hand(x_T, 9);
+  const auto x5 = (sigma(5) / sigma(9)) * x_T - alpha(5) * std::expm1(-h1) * d9;
+  EXPECT_TRUE(torch::allclose(rec.steps[1].x_t, x5, 0, 1e-10));
+  // Step 2 (second order, r = h1 / h2): t = 5 -> 0.
+  const double h2 = lambda(0) - lambda(5);
+  const double r = h1 / h2;
+  const auto d = (1 + 1 / (2 * r)) * x0_hand(x5, 5) - (1 / (2 * r)) * d9;
+  const auto x0_step = (sigma(0) / sigma(5)) * x5 - alpha(0) * std::expm1(-h2) * d;
+  EXPECT_TRUE(torch::allclose(rec.steps[2].x_t, x0_step, 0, 1e-10));
+  // Final step: the data prediction at t = 0.
+  EXPECT_TRUE(torch::allclose(out, x0_hand(x0_step, 0), 0, 1e-10));
+}
+
+// Returns the noise that turns x0 into x_t exactly: eps = (x_t - sqrt(abar_t) x0) / sqrt(1-abar_t).
+Denoiser oracle(const NoiseSchedule& s, const torch::Tensor& x0) {
+  return [s, x0](const torch::Tensor& x, const torch::Tensor& t) {
+    return (x - extract(s.sqrt_alphas_cumprod, t) * x0) /
+           extract(s.sqrt_one_minus_alphas_cumprod, t);
+  };
+}
+
+TEST(Oracle, DeterministicSamplersRecoverX0) {
+  const NoiseSchedule s = NoiseSchedule::from_config(tiny_config().diffusion);
+  torch::manual_seed(3);
+  const auto x0 = torch::rand({2, 1, 4, 4}, torch::kDouble) * 1.8 - 0.9;
+  const auto x_T = torch::randn({2, 1, 4, 4}, torch::kDouble);
+  for (const char* name : {"ddim", "dpm++2m", "ddpm"}) {
+    for (int64_t steps : {1, 4, 10}) {
+      SamplerOptions o;
+      o.name = name;
+      o.steps = steps;
+      auto gen = make_generator(5);
+      const auto out = sample(s, oracle(s, x0), x_T, o, gen);
+      EXPECT_TRUE(torch::allclose(out, x0, 0, 1e-8)) << name << " with " << steps << " steps";
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Classifier-free guidance.
+
+TEST(Guidance, FormulaAndOneBatchedForward) {
+  const auto c = torch::tensor({1.0, 2.0}), u = torch::tensor({0.5, -1.0});
+  EXPECT_TRUE(torch::allclose(guided_eps(c, u, 2.0), torch::tensor({2.0, 8.0})));
+  EXPECT_TRUE(torch::allclose(guided_eps(c, u, 0.0), c));
+
+  std::vector<torch::Tensor> calls;  // labels of each forward pass
+  // A fake model whose "noise" is the label: eps(y) = y, eps(null) = -1.
+  const ModelFn fake = [&](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+    EXPECT_EQ(x.size(0), y.size(0));
+    EXPECT_EQ(t.size(0), y.size(0));
+    calls.push_back(y.clone());
+    return y.to(torch::kFloat).view({-1, 1, 1, 1}).expand(x.sizes()).clone();
+  };
+  const auto labels = torch::tensor({3, 7, 0}, torch::kLong);
+  const auto x = torch::zeros({3, 1, 2, 2});
+  const auto t = torch::full({3}, 4, torch::kLong);
+  const double w = 1.5;
+  const auto eps = classifier_free_guidance(fake, labels, w)(x, t);
+  ASSERT_EQ(calls.size(), 1u);  // one forward pass of 2B
+  EXPECT_TRUE(torch::equal(calls[0], torch::tensor({3, 7, 0, -1, -1, -1}, torch::kLong)));
+  const auto expected =
+      ((1 + w) * labels.to(torch::kFloat) + w).view({3, 1, 1, 1}).expand({3, 1, 2, 2});
+  EXPECT_TRUE(torch::allclose(eps, expected));
+
+  calls.clear();
+  classifier_free_guidance(fake, labels, 0.0)(x, t);  // w = 0: conditional only, B images
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_TRUE(torch::equal(calls[0], labels));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeding: generate() and the batch-by-batch path.
+
+GenerateOptions fast_options(uint64_t seed, int64_t batch_size = 256) {
+  GenerateOptions o;
+  o.sampler.name = "ddpm";
+  o.sampler.steps = 3;
+  o.seed = seed;
+  o.batch_size = batch_size;
+  return o;
+}
+
+TEST(Generate, SameSeedSameImagesDifferentSeedDifferent) {
+  const TinyModel m = tiny_model();
+  const auto labels = repeat_labels({1, 4, 7}, 2);
+  EXPECT_TRUE(torch::equal(labels, torch::tensor({1, 1, 4, 4, 7, 7}, torch::kLong)));
+  const auto a = generate(m.model, m.diffusion, labels, fast_options(3));
+  const auto b = generate(m.model, m.diffusion, labels, fast_options(3));
+  const auto c = generate(m.model, m.diffusion, labels, fast_options(4));
+  EXPECT_EQ(a.sizes(), (std::vector<int64_t>{6, 1, 28, 28}));
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_FALSE(torch::allclose(a, c));
+  EXPECT_LE(a.max().item<float>(), 1.0f);
+  EXPECT_GE(a.min().item<float>(), -1.0f);
+}
+
+TEST(Generate, BatchesMatchGenerate) {
+  const TinyModel m = tiny_model();
+  const auto labels = torch::tensor({0, 1, 2, 3, 4, 5, 6}, torch::kLong);
+  GenerateOptions o = fast_options(9, /*batch_size=*/3);
+  o.guidance = 1.0;
+  const auto whole = generate(m.model, m.diffusion, labels, o);
+  std::vector<torch::Tensor> parts;
+  std::vector<int64_t> starts;
+  generate_batches(m.model, m.diffusion, labels, o, [&](int64_t start, const torch::Tensor& x) {
+    starts.push_back(start);
+    parts.push_back(x);
+  });
+  EXPECT_EQ(starts, (std::vector<int64_t>{0, 3, 6}));
+  EXPECT_TRUE(torch::equal(torch::cat(parts), whole));
+  EXPECT_TRUE(torch::equal(generate_batch(m.model, m.diffusion, labels.slice(0, 3, 6), o, 1),
+                           whole.slice(0, 3, 6)));
+}
+
+TEST(Generate, TrajectoryEndsWithWhatSampleMakes) {
+  const TinyModel m = tiny_model();
+  const auto labels = torch::tensor({2, 5, 9}, torch::kLong);
+  GenerateOptions o = fast_options(21);
+  o.sampler.name = "ddim";
+  o.sampler.steps = 4;
+  o.guidance = 2.0;
+  const Trajectory tr = record_trajectory(m.model, m.diffusion, labels, o);
+  EXPECT_EQ(tr.t, sampling_timesteps(10, 4));
+  ASSERT_EQ(tr.x_t.sizes(), (std::vector<int64_t>{5, 3, 1, 28, 28}));
+  const auto sampled = from_model_range(generate(m.model, m.diffusion, labels, o));
+  EXPECT_TRUE(torch::equal(tr.x_t[4], sampled));
+  EXPECT_TRUE(torch::equal(tr.x0[4], sampled));
+  // Step 0 sees x_T itself: the seeded noise of batch 0.
+  auto gen = make_generator(batch_seed(21, 0));
+  EXPECT_TRUE(
+      torch::equal(tr.x_t[0], from_model_range(randn_on({3, 1, 28, 28}, gen, torch::kCPU))));
+
+  EXPECT_EQ(trajectory_frames(4, 10), (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(trajectory_frames(100, 3), (std::vector<int64_t>{0, 50, 100}));
+  const auto ten = trajectory_frames(100, 10);
+  ASSERT_EQ(ten.size(), 10u);
+  EXPECT_EQ(ten.front(), 0);
+  EXPECT_EQ(ten.back(), 100);
+  EXPECT_THROW(trajectory_frames(10, 1), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// IDX export: exact MNIST layout, streaming equals one shot, nothing half-written.
+
+torch::Tensor random_pixels(std::vector<int64_t> shape, uint64_t seed) {
+  auto gen = make_generator(seed);
+  return torch::randint(0, 256, shape, gen, torch::kLong).to(torch::kUInt8);
+}
+
+std::vector<std::string> directory_listing(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST(IdxExport, StreamingEqualsOneShotWrite) {
+  TempDir dir;
+  const auto images = random_pixels({10, 28, 28}, 1);
+  write_idx(dir.path() / "oneshot", images);
+  for (const char* name : {"streamed", "streamed.gz"}) {
+    IdxStreamWriter w(dir.path() / name, {10, 28, 28});
+    w.append(images.slice(0, 0, 4));
+    w.append(images.slice(0, 4, 8));
+    EXPECT_FALSE(fs::exists(dir.path() / name));  // not before commit
+    w.append(images.slice(0, 8, 10));
+    w.commit();
+    EXPECT_TRUE(torch::equal(read_idx(dir.path() / name), images));
+  }
+  EXPECT_EQ(read_bytes(dir.path() / "streamed"), read_bytes(dir.path() / "oneshot"));
+  const std::string gz = read_bytes(dir.path() / "streamed.gz");
+  ASSERT_GE(gz.size(), 2u);
+  EXPECT_EQ(static_cast<unsigned char>(gz[0]), 0x1f);
+  EXPECT_EQ(static_cast<unsigned char>(gz[1]), 0x8b);
+  EXPECT_EQ(directory_listing(dir.path()),
+            (std::vector<std::string>{"oneshot", "streamed", "streamed.gz"}));  // no temp files
+}
+
+TEST(IdxExport, NothingHalfWrittenOnError) {
+  TempDir dir;
+  const auto images = random_pixels({5, 28, 28}, 2);
+  {
+    IdxStreamWriter w(dir.path() / "out", {5, 28, 28});
+    w.append(images.slice(0, 0, 3));
+    EXPECT_THROW(w.append(images), Error);                         // past the header's count
+    EXPECT_THROW(w.append(random_pixels({1, 27, 28}, 3)), Error);  // wrong item shape
+    EXPECT_THROW(w.commit(), Error);                               // 3 of 5 items
+  }  // destroyed without a commit, as after an interrupt
+  EXPECT_TRUE(directory_listing(dir.path()).empty());
+  // An earlier complete file stays untouched.
+  write_idx(dir.path() / "out", images);
+  const std::string before = read_bytes(dir.path() / "out");
+  { IdxStreamWriter w(dir.path() / "out", {5, 28, 28}); }
+  EXPECT_EQ(read_bytes(dir.path() / "out"), before);
+  EXPECT_EQ(directory_listing(dir.path()), (std::vector<std::string>{"out"}));
+}
+
+TEST(IdxExport, PairHasMnistHeadersAndLabels) {
+  TempDir dir;
+  const auto labels = repeat_labels({0, 3, 9}, 2);
+  auto images = torch::rand({6, 1, 28, 28}) * 2 - 1;
+  IdxExport out((dir.path() / "sub" / "train").string(), labels, {1, 28, 28});
+  out.append(images.slice(0, 0, 4));
+  out.append(images.slice(0, 4, 6));
+  out.commit();
+  const auto paths = idx_export_paths((dir.path() / "sub" / "train").string(), 1);
+  EXPECT_EQ(paths.images, dir.path() / "sub" / "train-images-idx3-ubyte");
+  EXPECT_EQ(paths.labels, dir.path() / "sub" / "train-labels-idx1-ubyte");
+  const std::string image_bytes = read_bytes(paths.images);
+  const std::string label_bytes = read_bytes(paths.labels);
+  ASSERT_EQ(image_bytes.size(), 16u + 6 * 784);
+  ASSERT_EQ(label_bytes.size(), 8u + 6);
+  EXPECT_EQ(image_bytes.substr(0, 16),
+            std::string("\x00\x00\x08\x03\x00\x00\x00\x06\x00\x00\x00\x1c\x00\x00\x00\x1c", 16));
+  EXPECT_EQ(label_bytes.substr(0, 8), std::string("\x00\x00\x08\x01\x00\x00\x00\x06", 8));
+  EXPECT_EQ(label_bytes.substr(8), std::string("\x00\x00\x03\x03\x09\x09", 6));
+  EXPECT_TRUE(torch::equal(read_idx(paths.images), from_model_range(images).squeeze(1)));
+
+  const auto gz = idx_export_paths("out/x.gz", 3);
+  EXPECT_EQ(gz.images, fs::path("out/x-images-idx4-ubyte.gz"));
+  EXPECT_EQ(gz.labels, fs::path("out/x-labels-idx1-ubyte.gz"));
+  EXPECT_THROW(idx_export_paths(dir.path().string(), 1), Error);  // a directory
+  EXPECT_THROW(idx_export_paths("", 1), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pictures.
+
+TEST(Pictures, NoiseProgressionFollowsEquation4) {
+  const NoiseSchedule s = NoiseSchedule::from_config(DiffusionConfig{});  // cosine, T = 100
+  EXPECT_EQ(noise_timestep(100, 0.6), 59);
+  EXPECT_EQ(noise_timestep(100, 1.0), 99);
+  torch::manual_seed(0);
+  const auto x0 = torch::rand({2, 1, 28, 28}) * 2 - 1;
+  const auto p = noise_progression(s, x0, {0, 0.5, 1}, 4);
+  ASSERT_EQ(p.frames.sizes(), (std::vector<int64_t>{3, 2, 1, 28, 28}));
+  EXPECT_EQ(p.t, (std::vector<int64_t>{-1, 50, 99}));
+  EXPECT_TRUE(torch::equal(p.frames[0], x0));
+  auto gen = make_generator(4);
+  const auto eps = randn_on({2, 1, 28, 28}, gen, torch::kCPU);
+  const double a = s.alphas_cumprod[50].item<double>();
+  EXPECT_DOUBLE_EQ(p.abar[1], a);
+  EXPECT_TRUE(torch::allclose(p.frames[1], std::sqrt(a) * x0 + std::sqrt(1 - a) * eps, 0, 1e-5));
+  EXPECT_THROW(noise_progression(s, x0, {1.5}, 0), Error);
+  const Image strip = noise_strip(p, {"3", "5"}, 2, "title");
+  EXPECT_GT(strip.width, 3 * 56);
+  EXPECT_GT(strip.height, 2 * 56);
+}
+
+TEST(Pictures, LabelledGridGeometryAndPngDecodes) {
+  TempDir dir;
+  auto images = torch::full({6, 1, 28, 28}, 1.0);  // white digits
+  images[0].fill_(-1.0);                           // one black tile
+  const Image grid = labelled_grid(images, 3, {{"0", "1"}, {}, ""}, 2);
+  // Two rows of 3 tiles 56 px wide, 2 px padding, plus the label column at the left.
+  const int grid_w = 3 * 58 + 2;
+  EXPECT_EQ(grid.height, 2 * 58 + 2);
+  EXPECT_GT(grid.width, grid_w);
+  const int left = grid.width - grid_w;
+  EXPECT_EQ(grid.at(left + 2, 2), 0);         // top-left of the black tile
+  EXPECT_EQ(grid.at(left + 2 + 58, 2), 255);  // the next (white) tile
+  EXPECT_EQ(grid.at(left, 0), kBackground);   // padding
+  write_png(dir.path() / "g.png", grid);
+  int w = 0, h = 0, n = 0;
+  unsigned char* px = stbi_load((dir.path() / "g.png").c_str(), &w, &h, &n, 1);
+  ASSERT_NE(px, nullptr);
+  EXPECT_EQ(w, grid.width);
+  EXPECT_EQ(h, grid.height);
+  EXPECT_EQ(std::vector<uint8_t>(px, px + static_cast<size_t>(w) * h), grid.pixels);
+  stbi_image_free(px);
+
+  const Image titled = labelled_grid(images, 3, {{"0", "1"}, {"a", "b", "c"}, "t"}, 2);
+  EXPECT_GT(titled.height, grid.height);
+  EXPECT_THROW(labelled_grid(images, 3, {{}, {"a"}, ""}, 2), Error);  // one caption, 3 columns
+}
+
+TEST(Pictures, TrajectoryGridAndGifDecode) {
+  TempDir dir;
+  const TinyModel m = tiny_model();
+  GenerateOptions o = fast_options(1);
+  o.sampler.name = "dpm++2m";
+  o.sampler.steps = 3;
+  const Trajectory tr =
+      record_trajectory(m.model, m.diffusion, torch::tensor({4, 2}, torch::kLong), o);
+  const Image grid = trajectory_grid(tr, trajectory_frames(3, 10), {"4", "2"}, 2, "title");
+  EXPECT_GT(grid.width, 4 * 58);
+  EXPECT_GT(grid.height, 4 * 58);  // x_t rows and x_0 rows
+  const auto frames = trajectory_animation(tr, {"4", "2"}, 2);
+  ASSERT_EQ(frames.size(), 4u);  // 3 steps + the result
+  for (const auto& f : frames) {
+    EXPECT_EQ(f.width, frames[0].width);
+    EXPECT_EQ(f.height, frames[0].height);
+  }
+  write_gif(dir.path() / "t.gif", frames, 10);
+  // giflib directly: frame count and canvas.
+  int error = 0;
+  GifFileType* gif = DGifOpenFileName((dir.path() / "t.gif").c_str(), &error);
+  ASSERT_NE(gif, nullptr);
+  ASSERT_EQ(DGifSlurp(gif), GIF_OK);
+  EXPECT_EQ(gif->ImageCount, 4);
+  EXPECT_EQ(gif->SWidth, frames[0].width);
+  EXPECT_EQ(gif->SHeight, frames[0].height);
+  DGifCloseFile(gif, &error);
+  const auto back = read_gif(dir.path() / "t.gif");
+  ASSERT_EQ(back.size(), 4u);
+  EXPECT_EQ(back[3].pixels, frames[3].pixels);  // grey palette: exact
+}
+
+TEST(Pictures, SweepGridPutsBlocksSideBySide) {
+  std::vector<torch::Tensor> images = {torch::zeros({4, 1, 28, 28}), torch::ones({4, 1, 28, 28})};
+  const Image one = labelled_grid(images[0], 2, {{}, {}, "w=0"}, 1);
+  const Image sweep = sweep_grid(images, {"w=0", "w=1"}, 2, {"0", "1"}, 1, "");
+  EXPECT_GT(sweep.width, 2 * one.width);
+  EXPECT_EQ(sweep.height, one.height);
+  EXPECT_THROW(sweep_grid(images, {"w=0"}, 2, {}, 1, ""), Error);
+}
+
+TEST(Pictures, TrainingLogReadAndPlotted) {
+  TempDir dir;
+  const fs::path log = dir.path() / "log.jsonl";
+  EXPECT_THROW(read_training_log(log), Error);  // missing
+  write_file_atomic(log, std::string(""));
+  EXPECT_THROW(read_training_log(log), Error);  // empty
+  std::string lines;
+  for (int e = 1; e <= 3; ++e) {
+    EpochStats s;
+    s.epoch = e;
+    s.step = 10 * e;
+    s.train_loss = 0.5 / e;
+    s.val_loss = 0.4 / e;
+    lines += nlohmann::json(s).dump() + "\n";
+  }
+  write_file_atomic(log, lines);
+  const auto history = read_training_log(log);
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_DOUBLE_EQ(history[2].val_loss, 0.4 / 3);
+  const Image plot = loss_plot(history, "run");
+  EXPECT_EQ(plot.width, 800);
+  EXPECT_EQ(plot.height, 500);
+  EXPECT_EQ(plot.channels, 3);
+  write_file_atomic(log, lines + "{\"epoch\": 4, \"step\": \n");
+  try {
+    read_training_log(log);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("log.jsonl:4"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Request, ClassesAndOutputs) {
+  EXPECT_EQ(resolve_classes({}, 3), (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_EQ(resolve_classes({7, 1}, 10), (std::vector<int64_t>{7, 1}));
+  EXPECT_THROW(resolve_classes({10}, 10), Error);
+  EXPECT_THROW(resolve_classes({-1}, 10), Error);
+  EXPECT_EQ(format_weight(0), "0");
+  EXPECT_EQ(format_weight(0.5), "0.5");
+  TempDir dir;
+  EXPECT_NO_THROW(check_output_path(dir.path() / "new" / "x.png", "--out"));
+  EXPECT_THROW(check_output_path(dir.path(), "--out"), Error);
+  EXPECT_THROW(check_output_path("/proc/numeral/x.png", "--out"), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The commands, through the CLI binary.
+
+struct CliResult {
+  int rc = -1;
+  std::string out, err;
+  int err_lines() const { return static_cast<int>(std::count(err.begin(), err.end(), '\n')); }
+};
+
+CliResult run_cli(const std::string& args, const fs::path& dir) {
+  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
+  const std::string command =
+      fmt::format("'{}' {} >'{}' 2>'{}'", NUMERAL_CLI_PATH, args, out.string(), err.string());
+  const int status = std::system(command.c_str());
+  CliResult r;
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_file(out);
+  r.err = read_file(err);
+  return r;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = std::make_unique<TempDir>();
+    checkpoint_ = save_tiny_checkpoint(dir_->path()).string();
+  }
+  static void TearDownTestSuite() { dir_.reset(); }
+  const fs::path& dir() const { return dir_->path(); }
+  CliResult run(const std::string& args) const { return run_cli(args, dir()); }
+
+  static inline std::unique_ptr<TempDir> dir_;
+  static inline std::string checkpoint_;
+};
+
+TEST_F(Cli, TinyCheckpointLoads) {
+  const TrainedModel m = load_trained_model(checkpoint_, torch::kCPU);
+  EXPECT_EQ(m.diffusion->T(), 10);
+  EXPECT_EQ(m.config.model.channels, (std::vector<int64_t>{8, 16}));
+}
+
+TEST_F(Cli, SampleWritesGridPngsAndIdx) {
+  const fs::path out = dir() / "sample";
+  const std::string args = fmt::format(
+      "sample --checkpoint '{}' --digit 1,4,7 --per-digit 2 --sampler ddim --steps 2 "
+      "--seed 5 --batch-size 4 --grid '{}' --png-dir '{}' --idx '{}'",
+      checkpoint_, (out / "grid.png").string(), (out / "pngs").string(), (out / "synth").string());
+  const CliResult r = run(args);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("6 images in"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("images/s"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ddim"), std::string::npos) << r.out;
+  const auto labels = read_idx(out / "synth-labels-idx1-ubyte");
+  EXPECT_TRUE(torch::equal(labels, torch::tensor({1, 1, 4, 4, 7, 7}).to(torch::kUInt8)));
+  const auto images = read_idx(out / "synth-images-idx3-ubyte");
+  EXPECT_EQ(images.sizes(), (std::vector<int64_t>{6, 28, 28}));
+  // The same images as the library makes with the same seed, options and checkpoint.
+  const TrainedModel m = load_trained_model(checkpoint_, torch::kCPU);
+  GenerateOptions o;
+  o.sampler.name = "ddim";
+  o.sampler.steps = 2;
+  o.seed = 5;
+  o.batch_size = 4;
+  const auto expected = generate(m.model, m.diffusion, repeat_labels({1, 4, 7}, 2), o);
+  EXPECT_TRUE(torch::equal(images, from_model_range(expected).squeeze(1)));
+  // Single PNGs, raw 28x28, named digit-<d>-<i>.png.
+  int w = 0, h = 0, n = 0;
+  unsigned char* px = stbi_load((out / "pngs" / "digit-7-1.png").c_str(), &w, &h, &n, 1);
+  ASSERT_NE(px, nullptr);
+  EXPECT_EQ(w, 28);
+  EXPECT_EQ(h, 28);
+  EXPECT_EQ(
+      std::vector<uint8_t>(px, px + 784),
+      std::vector<uint8_t>(images[5].data_ptr<uint8_t>(), images[5].data_ptr<uint8_t>() + 784));
+  stbi_image_free(px);
+  px = stbi_load((out / "grid.png").c_str(), &w, &h, &n, 0);
+  ASSERT_NE(px, nullptr);
+  EXPECT_GT(w, 2 * 84);
+  EXPECT_GT(h, 3 * 84);
+  stbi_image_free(px);
+
+  // Same seed again: byte-identical files.
+  const std::string first = read_bytes(out / "synth-images-idx3-ubyte");
+  ASSERT_EQ(run(args).rc, 0);
+  EXPECT_EQ(read_bytes(out / "synth-images-idx3-ubyte"), first);
+}
+
+TEST_F(Cli, SampleGzipIdxAndUnconditional) {
+  const fs::path out = dir() / "uncond";
+  const CliResult r = run(fmt::format(
+      "sample --checkpoint '{}' --unconditional --per-digit 1 --sampler dpm++2m --steps 2 --idx "
+      "'{}'",
+      checkpoint_, (out / "u.gz").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(read_idx(out / "u-images-idx3-ubyte.gz").sizes(), (std::vector<int64_t>{10, 28, 28}));
+  EXPECT_FALSE(fs::exists(out / "u-labels-idx1-ubyte.gz"));  // no labels without classes
+}
+
+TEST_F(Cli, TrajectorySweepNoiseAndPlotWritePictures) {
+  const fs::path out = dir() / "pictures";
+  CliResult r = run(fmt::format(
+      "trajectory --checkpoint '{}' --digit 3,8 --sampler ddim --steps 3 --w 1 -o '{}' --gif '{}'",
+      checkpoint_, (out / "t.png").string(), (out / "t.gif").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_GE(read_gif(out / "t.gif").size(), 4u);
+  EXPECT_GT(read_png(out / "t.png").width, 0);
+
+  r =
+      run(fmt::format("sweep --checkpoint '{}' --w 0,2 --digit 0,1 --per-digit 2 --sampler ddim "
+                      "--steps 2 -o '{}'",
+                      checkpoint_, (out / "s.png").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("w=2"), std::string::npos);
+  EXPECT_GT(read_png(out / "s.png").width, 2 * 2 * 84);
+
+  // A small dataset directory for `noise`.
+  const fs::path data = dir() / "data";
+  write_idx(data / "train-images-idx3-ubyte", random_pixels({20, 28, 28}, 4));
+  write_idx(data / "train-labels-idx1-ubyte", torch::arange(20).remainder(10).to(torch::kUInt8));
+  r = run(fmt::format("noise --data '{}' --digit 2,3 -T 50 --schedule linear -o '{}'",
+                      data.string(), (out / "n.png").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("abar_t"), std::string::npos) << r.out;
+  EXPECT_GT(read_png(out / "n.png").width, 6 * 84);
+  r = run(fmt::format("noise --data '{}' --checkpoint '{}' --index 0 -o '{}'", data.string(),
+                      checkpoint_, (out / "n2.png").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("T = 10"), std::string::npos) << r.out;
+
+  const fs::path run_dir = dir() / "run";
+  write_file_atomic(run_dir / "log.jsonl",
+                    std::string("{\"epoch\":1,\"step\":5,\"train_loss\":0.9,\"val_loss\":0.5,"
+                                "\"lr\":0.001,\"images_per_s\":10,\"elapsed_s\":3}\n"
+                                "{\"epoch\":2,\"step\":10,\"train_loss\":0.4,\"val_loss\":0.3,"
+                                "\"lr\":0.001,\"images_per_s\":10,\"elapsed_s\":6}\n"));
+  r = run(fmt::format("plot '{}'", run_dir.string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(read_png(run_dir / "loss.png").width, 800);
+}
+
+TEST_F(Cli, BadArgumentsGiveOneLineAndNonZeroExit) {
+  // A classifier checkpoint is not a diffusion model.
+  Checkpoint classifier;
+  classifier.kind = "classifier";
+  classifier.config = nlohmann::json::object();
+  classifier.tensors["w"] = torch::zeros({2});
+  save_checkpoint(dir() / "classifier.safetensors", classifier);
+  const fs::path missing_log = dir() / "empty-run";
+  fs::create_directories(missing_log);
+  const fs::path corrupt_run = dir() / "corrupt-run";
+  write_file_atomic(corrupt_run / "log.jsonl", std::string("{\"epoch\": 1,\n"));
+
+  const std::string ck = "--checkpoint '" + checkpoint_ + "'";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"sample " + ck + " --digit 10", "--digit 10"},
+      {"sample " + ck + " --steps 0", "--steps 0"},
+      {"sample " + ck + " --steps 11", "--steps 11"},
+      {"sample " + ck + " --sampler euler", "--sampler euler"},
+      {"sample --checkpoint '" + (dir() / "nope").string() + "'", "no such checkpoint"},
+      {"sample --checkpoint '" + (dir() / "classifier.safetensors").string() + "'",
+       "classifier checkpoint"},
+      {"sample " + ck + " --grid /proc/numeral/x.png", "/proc/numeral"},
+      {"sample " + ck + " --idx /proc/numeral/x", "/proc/numeral"},
+      {"sample " + ck + " --grid '" + dir().string() + "'", "is a directory"},
+      {"sample " + ck + " --unconditional --digit 3", "--unconditional"},
+      {"trajectory " + ck + " --frames 1", "--frames 1"},
+      {"trajectory " + ck + " --digit 12", "--digit 12"},
+      {"sweep " + ck + " --steps 0", "--steps 0"},
+      {"noise --checkpoint '" + (dir() / "nope").string() + "'", "no such checkpoint"},
+      {"noise " + ck + " --schedule linear", "--schedule"},
+      {"noise --fractions 0,1.5", "--fractions"},
+      {"plot '" + missing_log.string() + "'", "log.jsonl"},
+      {"plot '" + corrupt_run.string() + "'", "log.jsonl:1"},
+      {"plot '" + (dir() / "no-such-run").string() + "'", "not a directory"},
+  };
+  for (const auto& [args, needle] : cases) {
+    const CliResult r = run(args);
+    EXPECT_NE(r.rc, 0) << args;
+    EXPECT_EQ(r.err_lines(), 1) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << args << "\n" << r.err;
+  }
+  // CLI11's own parse errors (a non-number for --w) exit non-zero and name the flag first.
+  for (const std::string& args : {"sample " + ck + " --w abc", "sweep " + ck + " --w 1,x"}) {
+    const CliResult r = run(args);
+    EXPECT_NE(r.rc, 0) << args;
+    EXPECT_NE(r.err.substr(0, r.err.find('\n')).find("--w"), std::string::npos) << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace numeral
