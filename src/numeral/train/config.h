@@ -20,12 +20,12 @@ struct TrainConfig {
   int64_t val_samples = 1000;      // held-out images for the validation loss (0 = all)
   int64_t epochs = 10;             // passes over the training images
   int64_t max_steps = 0;           // stop after this many optimiser steps (0 = no limit)
-  int64_t batch_size = 128;        // images per step
+  int64_t batch_size = 64;         // images per step (small data: more steps per epoch)
   std::string optimizer = "adamw";  // adam | adamw
-  double lr = 1e-3;                // peak learning rate
+  double lr = 2e-3;                // peak learning rate
   double lr_min = 1e-5;            // learning rate at the end of the decay
   std::string lr_schedule = "cosine";  // cosine | linear | constant (after warm-up)
-  int64_t warmup_steps = 200;      // linear warm-up from 0 to lr
+  int64_t warmup_steps = 300;      // linear warm-up from 0 to lr
   double weight_decay = 0.0;       // AdamW decoupled weight decay
   double grad_clip = 1.0;          // clip the global gradient norm (0 = off)
   double ema_decay = 0.999;        // EMA decay, warmed up as min(decay, (1+n)/(10+n))
