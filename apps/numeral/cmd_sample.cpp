@@ -34,8 +34,6 @@ struct SampleCommand {
 
 void run(SampleCommand& cmd, CLI::App& app) {
   auto& sampler = cmd.generate.sampler;
-  NUMERAL_CHECK(!(app.count("--steps") && sampler.steps == 0),
-                "--steps 0: expected at least 1 (leave --steps out for the sampler's default)");
   NUMERAL_CHECK(!(cmd.unconditional && !cmd.digits.empty()),
                 "--unconditional and --digit exclude each other");
   NUMERAL_CHECK(!(cmd.unconditional && app.count("--w")),

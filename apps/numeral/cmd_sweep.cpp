@@ -29,8 +29,6 @@ struct SweepCommand {
 
 void run(SweepCommand& cmd, CLI::App& app) {
   auto& sampler = cmd.generate.sampler;
-  NUMERAL_CHECK(!(app.count("--steps") && sampler.steps == 0),
-                "--steps 0: expected at least 1 (leave --steps out for the sampler's default)");
   NUMERAL_CHECK(!cmd.weights.empty(), "--w: expected at least one weight");
   for (double w : cmd.weights) {
     NUMERAL_CHECK(std::isfinite(w), "--w {}: expected finite numbers", w);

@@ -31,8 +31,6 @@ struct TrajectoryCommand {
 
 void run(TrajectoryCommand& cmd, CLI::App& app) {
   auto& sampler = cmd.generate.sampler;
-  NUMERAL_CHECK(!(app.count("--steps") && sampler.steps == 0),
-                "--steps 0: expected at least 1 (leave --steps out for the sampler's default)");
   NUMERAL_CHECK(cmd.frames >= 2, "--frames {}: expected at least 2 (pure noise and the result)",
                 cmd.frames);
   configure_threads(cmd.runtime.threads);

@@ -83,8 +83,15 @@ void add_sampler_options(CLI::App& c, SamplerOptions& s) {
   const char* group = "Sampler";
   c.add_option("--sampler", s.name, "ddpm (ancestral), ddim or dpm++2m")
       ->capture_default_str()->group(group);
-  c.add_option("--steps", s.steps, "model evaluations (0 = T for ddpm, 25 otherwise)")
-      ->capture_default_str()->group(group);
+  // Left out, steps stays 0: the sampler's default (T for ddpm, 25 otherwise).
+  c.add_option("--steps", s.steps, "model evaluations (default: T for ddpm, 25 otherwise)")
+      ->check(CLI::Validator(
+          [](const std::string& value) -> std::string {
+            if (value == "0") return "--steps 0: expected at least 1 (leave --steps out for the sampler's default)";
+            return "";
+          },
+          "", "at least 1"))
+      ->group(group);
   c.add_option("--eta", s.eta, "DDIM stochasticity (0 = deterministic)")
       ->capture_default_str()->group(group);
   c.add_option("--variance", s.variance, "ddpm posterior variance: posterior or beta")

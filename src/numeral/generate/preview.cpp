@@ -36,6 +36,11 @@ void PreviewWriter::write(UNet model, std::shared_ptr<GaussianDiffusion> diffusi
   const Image titled = add_title(grid, fmt::format("epoch {}", epoch));
   write_png(run_dir_ / "previews" / fmt::format("epoch-{:03}.png", epoch), titled);
   frames_.push_back(titled);
+  // Frames from an earlier session may differ in size (e.g. another version drew them): a GIF
+  // needs one size, so centre them all on the largest canvas.
+  int width = 0, height = 0;
+  for (const auto& f : frames_) width = std::max(width, f.width), height = std::max(height, f.height);
+  for (auto& f : frames_) f = pad_to(f, width, height);
   write_gif(run_dir_ / "previews.gif", frames_, /*delay_centiseconds=*/60);
   // Up to 8 evenly spaced epochs side by side, always the first and the latest, so one picture
   // shows blobs turning into digits.
