@@ -203,6 +203,7 @@ void Trainer::save_checkpoint_now() {
              {"epoch_loss_count", epoch_loss_count_},
              {"elapsed_s", elapsed_before_},
              {"history", history},
+             {"val_fingerprint", data_.val_fingerprint},
              {"torch_version", fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
                                            TORCH_VERSION_PATCH)}};
   c.tensors = module_state(*model_, "model.");

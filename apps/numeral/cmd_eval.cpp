@@ -1,0 +1,320 @@
+// `numeral eval`, `numeral eval popout`, `numeral eval sweep`: judge a diffusion model's digits
+// with the classifier against real held-out digits; write JSON + Markdown reports and plots.
+#include <fmt/core.h>
+
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "numeral/cli.h"
+#include "numeral/common/error.h"
+#include "numeral/common/fs.h"
+#include "numeral/common/progress.h"
+#include "numeral/common/runtime.h"
+#include "numeral/eval/classifier.h"
+#include "numeral/eval/evaluate.h"
+#include "numeral/eval/popout.h"
+#include "numeral/io/image.h"
+#include "options.h"
+
+namespace numeral::cli {
+namespace {
+
+// Options every eval command shares.
+struct EvalCommon {
+  std::string checkpoint;  // diffusion checkpoint or run directory
+  std::string classifier;  // classifier checkpoint or its directory
+  GenerateOptions generate;
+  std::string out;  // "" = <run>/eval
+  RuntimeOptions runtime;
+};
+
+struct EvalCommand {
+  EvalCommon common;
+  int64_t samples = kDefaultEvalSamples;
+  std::string images, labels;  // evaluate an IDX pair instead of generating
+  std::string data;            // data for the real reference in IDX mode ("" = the classifier's)
+  bool no_cas = false;
+  int64_t cas_epochs = 0;
+};
+
+struct PopoutCommand {
+  EvalCommon common;
+  int64_t per_class = 50;
+};
+
+struct SweepCommand {
+  EvalCommon common;
+  std::vector<double> w = {0, 0.5, 1, 2, 4};
+  int64_t samples = kDefaultEvalSamples;
+};
+
+// `required` marks --checkpoint and --classifier required (not on `eval` itself, whose options
+// CLI11 would otherwise demand for `eval popout` too; run_eval checks them).
+void add_common(CLI::App& sub, EvalCommon& c, bool required) {
+  auto* checkpoint = sub.add_option("--checkpoint", c.checkpoint,
+                                    "diffusion checkpoint or run directory to evaluate");
+  auto* classifier =
+      sub.add_option("--classifier", c.classifier,
+                     "classifier checkpoint or directory (from `numeral classifier train`)");
+  if (required) checkpoint->required(), classifier->required();
+  add_sampler_options(sub, c.generate.sampler);
+  sub.add_option("--seed", c.generate.seed, "seed of the generated digits")->capture_default_str();
+  sub.add_option("--batch-size", c.generate.batch_size, "images per forward pass")
+      ->capture_default_str();
+  sub.add_option("--out", c.out, "where the reports go (default <run dir>/eval)");
+  add_runtime_options(sub, c.runtime);
+}
+
+// The run directory of a checkpoint path (itself if a directory).
+std::filesystem::path run_dir_of(const std::filesystem::path& checkpoint) {
+  if (std::filesystem::is_directory(checkpoint)) return checkpoint;
+  return checkpoint.has_parent_path() ? checkpoint.parent_path() : std::filesystem::path(".");
+}
+
+std::filesystem::path output_dir(const EvalCommon& c, const std::filesystem::path& fallback) {
+  const std::filesystem::path dir =
+      c.out.empty() ? fallback / "eval" : std::filesystem::path(c.out);
+  ensure_writable_dir(dir);
+  return dir;
+}
+
+void say(const std::string& line) {
+  fmt::print("{}\n", line);
+  std::fflush(stdout);
+}
+
+// The classifier, the diffusion model (if any), the data split and the real reference.
+struct Loaded {
+  TrainedClassifier classifier;
+  std::optional<TrainedModel> model;
+  DataSplit split;
+  RealReference real;
+  torch::Device device = torch::kCPU;
+};
+
+// Loads the classifier, the diffusion model and the data split, checking that they belong
+// together (image size, held-out fingerprints); builds the real reference.
+Loaded load_all(const EvalCommon& c, const std::string& data_override) {
+  Loaded l;
+  l.device = select_device(c.runtime.device);
+  const int threads = configure_threads(c.runtime.threads);
+  l.classifier = load_classifier(c.classifier, l.device);
+  DataOptions data = classifier_data_options(l.classifier.data);
+  if (!c.checkpoint.empty()) {
+    NUMERAL_CHECK(std::filesystem::exists(c.checkpoint),
+                  "--checkpoint {}: no such file or directory", c.checkpoint);
+    l.model = load_trained_model(c.checkpoint, l.device);
+    check_model_compatible(l.classifier, l.model->config.model, l.model->path.string());
+    data.data = l.model->config.train.data;
+    data.val_fraction = l.model->config.train.val_fraction;
+    data.split_seed = l.model->config.train.split_seed;
+  } else if (!data_override.empty()) {
+    data.data = data_override;
+  }
+  l.split = load_data(data);
+  check_classifier_split(l.classifier, l.split);
+  bool run_checked = false;
+  if (l.model) run_checked = check_run_split(*l.model, l.split);
+  say(fmt::format("classifier {} ({:.2f}% on held-out real digits); device {}, {} threads",
+                  l.classifier.path.string(), 100 * l.classifier.val_accuracy, l.device.str(),
+                  threads));
+  const char* run_note = !l.model      ? ""
+                         : run_checked ? " and the run's"
+                                       : "; the run records none, its stored data options give "
+                                         "this split";
+  say(
+      fmt::format("reference: {} held-out digits of '{}' ({}; fingerprint {} matches the "
+                  "classifier's{})",
+                  l.split.val.size(), l.split.name, l.split.split,
+                  fingerprint_hex(l.split.val_fingerprint), run_note));
+  l.real = make_real_reference(l.classifier.model, l.split, c.generate.seed);
+  return l;
+}
+
+nlohmann::json generation_context(const EvalCommon& c, const Loaded& l) {
+  nlohmann::json j;
+  if (l.model) {
+    j["checkpoint"] = l.model->path.string();
+    j["sampler"] = c.generate.sampler.name;
+    j["steps"] = c.generate.sampler.resolved_steps(l.model->diffusion->T());
+    j["eta"] = c.generate.sampler.eta;
+    j["clip_x0"] = c.generate.sampler.clip_x0;
+    j["seed"] = c.generate.seed;
+    j["training_step"] = l.model->state.value("step", int64_t{0});
+  }
+  j["device"] = l.device.str();
+  return j;
+}
+
+SampleSet generate_with_bar(const Loaded& l, int64_t n, const GenerateOptions& options) {
+  ProgressBar bar(fmt::format("generating (w = {:g})", options.guidance), n, "img");
+  SampleSet s = generate_samples(*l.model, n, options, [&](int64_t done) { bar.update(done); });
+  bar.finish();
+  return s;
+}
+
+void run_eval(EvalCommand& cmd) {
+  const auto& c = cmd.common;
+  NUMERAL_CHECK(!c.classifier.empty(),
+                "numeral eval needs --classifier CLF (train one with `numeral classifier train`)");
+  NUMERAL_CHECK(c.checkpoint.empty() != cmd.images.empty(),
+                "numeral eval: pass either --checkpoint RUN (generate digits) or --images FILE "
+                "--labels FILE (evaluate an IDX pair), not {}",
+                c.checkpoint.empty() ? "neither" : "both");
+  NUMERAL_CHECK(cmd.images.empty() || !cmd.labels.empty(),
+                "--images {} needs --labels: an IDX file with the digit each image was asked to "
+                "be",
+                cmd.images);
+  NUMERAL_CHECK(cmd.labels.empty() || !cmd.images.empty(), "--labels needs --images");
+  NUMERAL_CHECK(cmd.cas_epochs >= 0, "--cas-epochs {}: expected at least 0", cmd.cas_epochs);
+  NUMERAL_CHECK(cmd.data.empty() || !cmd.images.empty(),
+                "--data applies to --images only; a diffusion run's own data is used otherwise");
+  SampleSet samples;
+  if (!cmd.images.empty()) samples = load_idx_samples(cmd.images, cmd.labels);
+  Loaded l = load_all(c, cmd.data);
+  if (l.model) {
+    NUMERAL_CHECK(cmd.samples >= l.classifier.config.feature_dim,
+                  "--samples {}: the FID needs at least as many samples as the classifier has "
+                  "feature dimensions ({})",
+                  cmd.samples, l.classifier.config.feature_dim);
+    samples = generate_with_bar(l, cmd.samples, c.generate);
+  } else {
+    check_classifier_input(l.classifier.config, samples.images,
+                           fmt::format("the IDX images {}", cmd.images));
+  }
+  EvalOptions options;
+  options.cas = !cmd.no_cas;
+  options.cas_epochs = cmd.cas_epochs;
+  options.seed = c.generate.seed;
+  options.print = say;
+  const EvalResult result = evaluate_samples(l.classifier, l.real, samples, options);
+
+  const auto dir = output_dir(
+      c, l.model ? run_dir_of(c.checkpoint) : std::filesystem::path(cmd.images).parent_path());
+  nlohmann::json context = generation_context(c, l);
+  context["files"] = {{"samples", "samples.png"}};
+  const nlohmann::json report = eval_report_json(result, l.real, samples, l.classifier, context);
+  write_png(dir / "samples.png", samples_grid(samples, l.real.class_names));
+  write_file_atomic(dir / "report.json", report.dump(2) + "\n");
+  write_file_atomic(dir / "report.md", format_eval_markdown(report));
+  fmt::print("\n{}\nwrote {}/report.json, report.md, samples.png\n", format_eval_table(report),
+             dir.string());
+}
+
+void run_popout(PopoutCommand& cmd) {
+  const auto& c = cmd.common;
+  Loaded l = load_all(c, "");
+  say(fmt::format("pop-out: {} trajectories per digit, sampler {}, w = {:g}", cmd.per_class,
+                  c.generate.sampler.name, c.generate.guidance));
+  const PopoutResult result = popout(*l.model, l.classifier.model, cmd.per_class, c.generate);
+  const auto dir = output_dir(c, run_dir_of(c.checkpoint));
+  nlohmann::json context = generation_context(c, l);
+  context["guidance"] = c.generate.guidance;
+  context["classifier"] = l.classifier.path.string();
+  context["files"] = {{"curves", "popout.png"}};
+  if (result.strip.defined()) context["files"]["x0 estimates"] = "popout-strip.png";
+  const nlohmann::json report = popout_report_json(result, l.real.class_names, context);
+  write_png(dir / "popout.png", popout_plot(report));
+  if (result.strip.defined()) {
+    write_png(dir / "popout-strip.png", popout_strip(result, l.real.class_names));
+  }
+  write_file_atomic(dir / "popout.json", report.dump(2) + "\n");
+  write_file_atomic(dir / "popout.md", format_popout_markdown(report));
+  fmt::print("\n{}\nwrote {}/popout.json, popout.md, popout.png{} ({})\n",
+             format_popout_table(report), dir.string(),
+             result.strip.defined() ? ", popout-strip.png" : "", format_duration(result.seconds));
+}
+
+void run_sweep(SweepCommand& cmd) {
+  const auto& c = cmd.common;
+  NUMERAL_CHECK(!cmd.w.empty(), "--w: expected at least one guidance weight, e.g. 0,0.5,1,2,4");
+  Loaded l = load_all(c, "");
+  NUMERAL_CHECK(cmd.samples >= l.classifier.config.feature_dim,
+                "--samples {}: the FID needs at least as many samples as the classifier has "
+                "feature dimensions ({})",
+                cmd.samples, l.classifier.config.feature_dim);
+  EvalOptions options;
+  options.cas = false;
+  std::vector<SweepRow> rows;
+  for (double w : cmd.w) {
+    GenerateOptions g = c.generate;
+    g.guidance = w;
+    const SampleSet samples = generate_with_bar(l, cmd.samples, g);
+    SweepRow row;
+    row.w = w;
+    row.result = evaluate_samples(l.classifier, l.real, samples, options);
+    row.seconds = samples.seconds;
+    row.images_per_s = samples.images_per_s();
+    say(fmt::format(
+        "w = {:g}: accuracy {:.2f}%  FID {:.3f}  feature diversity {:.3f} (real "
+        "{:.3f})  {:.1f} img/s",
+        w, 100 * row.result.accuracy.overall, row.result.fid, row.result.diversity.features_mean,
+        row.result.real_diversity.features_mean, row.images_per_s));
+    rows.push_back(std::move(row));
+  }
+  const auto dir = output_dir(c, run_dir_of(c.checkpoint));
+  nlohmann::json context = generation_context(c, l);
+  context["samples"] = cmd.samples;
+  context["files"] = {{"plot", "sweep.png"}};
+  const nlohmann::json report = sweep_report_json(rows, l.real, l.classifier, context);
+  write_png(dir / "sweep.png", sweep_plot(report));
+  write_file_atomic(dir / "sweep.json", report.dump(2) + "\n");
+  write_file_atomic(dir / "sweep.md", format_sweep_markdown(report));
+  fmt::print("\n{}\nwrote {}/sweep.json, sweep.md, sweep.png\n", format_sweep_table(report),
+             dir.string());
+}
+
+const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
+  auto eval = std::make_shared<EvalCommand>();
+  auto* sub = app.add_subcommand(
+      "eval", "judge a model's digits: accuracy, classifier-FID, CAS, diversity (+ popout, sweep)");
+  sub->require_subcommand(0, 1);
+  add_common(*sub, eval->common, /*required=*/false);
+  sub->add_option("--w,--guidance", eval->common.generate.guidance,
+                  "classifier-free guidance weight w")
+      ->capture_default_str();
+  sub->add_option("--samples", eval->samples, "digits to generate (balanced over the classes)")
+      ->capture_default_str();
+  sub->add_option("--images", eval->images, "evaluate these IDX images instead of generating");
+  sub->add_option("--labels", eval->labels, "IDX labels: the digit each --images image should be");
+  sub->add_option("--data", eval->data,
+                  "real reference data for --images (default: the classifier's)");
+  sub->add_flag("--no-cas", eval->no_cas, "skip CAS (it trains two classifiers)");
+  sub->add_option("--cas-epochs", eval->cas_epochs,
+                  "epochs of the CAS classifiers (0 = the classifier's own recipe)")
+      ->capture_default_str();
+
+  auto popout_cmd = std::make_shared<PopoutCommand>();
+  auto* popout_sub = sub->add_subcommand(
+      "popout", "when each digit appears: classifier probability along the reverse process");
+  add_common(*popout_sub, popout_cmd->common, /*required=*/true);
+  popout_sub
+      ->add_option("--w,--guidance", popout_cmd->common.generate.guidance,
+                   "classifier-free guidance weight w")
+      ->capture_default_str();
+  popout_sub->add_option("--per-class", popout_cmd->per_class, "trajectories per digit")
+      ->capture_default_str();
+  popout_sub->callback([popout_cmd] { run_popout(*popout_cmd); });
+
+  auto sweep_cmd = std::make_shared<SweepCommand>();
+  auto* sweep_sub =
+      sub->add_subcommand("sweep", "accuracy, FID and diversity for several guidance weights w");
+  add_common(*sweep_sub, sweep_cmd->common, /*required=*/true);
+  sweep_sub->add_option("--w,--guidance", sweep_cmd->w, "guidance weights, e.g. 0,0.5,1,2,4")
+      ->delimiter(',')
+      ->capture_default_str();
+  sweep_sub->add_option("--samples", sweep_cmd->samples, "digits to generate per w")
+      ->capture_default_str();
+  sweep_sub->callback([sweep_cmd] { run_sweep(*sweep_cmd); });
+
+  sub->callback([eval, sub] {
+    if (sub->get_subcommands().empty()) run_eval(*eval);
+  });
+});
+
+}  // namespace
+}  // namespace numeral::cli

@@ -1,0 +1,300 @@
+#include "numeral/eval/popout.h"
+
+#include <chrono>
+#include <cmath>
+#include <map>
+
+#include "numeral/common/error.h"
+#include "numeral/common/format.h"
+#include "numeral/diffusion/guidance.h"
+#include "numeral/eval/evaluate.h"
+#include "numeral/eval/metrics.h"
+#include "numeral/io/plot.h"
+
+namespace numeral {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// "p50", "p90", "p50_settled", ...: the report's keys for a threshold.
+std::string threshold_key(double threshold, bool settled) {
+  return fmt::format("p{:g}{}", std::round(threshold * 100.0), settled ? "_settled" : "");
+}
+
+// The table columns: (key, header) for every threshold, first crossings then settled ones.
+std::vector<std::pair<std::string, std::string>> popout_columns() {
+  std::vector<std::pair<std::string, std::string>> columns;
+  for (const bool settled : {false, true}) {
+    for (double t : kPopoutThresholds) {
+      columns.emplace_back(threshold_key(t, settled),
+                           fmt::format("{} > {:g}", settled ? "stays" : "first", t));
+    }
+  }
+  return columns;
+}
+
+std::string fraction_text(const nlohmann::json& v) {
+  return v.is_number() ? fmt::format("{:.0f}%", 100.0 * v.get<double>()) : std::string("never");
+}
+
+std::string final_text(const nlohmann::json& v) {
+  return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("-");
+}
+
+}  // namespace
+
+std::vector<double> popout_fractions(int64_t steps) {
+  std::vector<double> x;
+  for (int64_t i = 0; i < steps; ++i) x.push_back(static_cast<double>(i) / steps);
+  return x;
+}
+
+std::vector<std::vector<std::optional<double>>> popout_crossings(
+    const std::vector<std::vector<double>>& curves, const std::vector<double>& thresholds,
+    bool settled) {
+  std::vector<std::vector<std::optional<double>>> out;
+  for (const auto& curve : curves) {
+    auto& row = out.emplace_back();
+    for (double threshold : thresholds) {
+      row.push_back(settled ? settled_crossing(curve, threshold)
+                            : first_crossing(curve, threshold));
+    }
+  }
+  return out;
+}
+
+PopoutResult popout(const TrainedModel& model, DigitClassifier& classifier, int64_t per_class,
+                    const GenerateOptions& options) {
+  const auto& cfg = model.config.model;
+  NUMERAL_CHECK(per_class >= 1, "--per-class {}: expected at least 1", per_class);
+  NUMERAL_CHECK(options.batch_size >= 1, "--batch-size {}: expected at least 1",
+                options.batch_size);
+  NUMERAL_CHECK(cfg.image_size == classifier->config().image_size &&
+                    cfg.image_channels == classifier->config().image_channels,
+                "{} makes {}x{}x{} images but the classifier reads {}x{}x{}", model.path.string(),
+                cfg.image_size, cfg.image_size, cfg.image_channels, classifier->config().image_size,
+                classifier->config().image_size, classifier->config().image_channels);
+  options.sampler.validate(model.diffusion->T());
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t k = cfg.num_classes, n = per_class * k;
+  const int64_t steps = options.sampler.resolved_steps(model.diffusion->T());
+  const auto labels = balanced_labels(n, k);
+
+  PopoutResult r;
+  r.steps = steps;
+  r.per_class = per_class;
+  r.timesteps.assign(steps, -1);
+  // The strip: x0 estimates of the first image of each class (batch 0 holds one of each when
+  // batch_size >= K) at 0%, 10%, ..., 100% of the way.
+  std::map<int64_t, size_t> strip_columns;  // step index -> column
+  for (int i = 0; i <= 10; ++i) {
+    const auto index =
+        static_cast<int64_t>(std::llround(i / 10.0 * static_cast<double>(steps - 1)));
+    if (strip_columns.emplace(index, strip_columns.size()).second) {
+      r.strip_fractions.push_back(static_cast<double>(index) / steps);
+    }
+  }
+  const bool want_strip = options.batch_size >= k;
+  std::vector<torch::Tensor> strip(strip_columns.size());
+
+  auto sums = torch::zeros({steps, k}, torch::kDouble);
+  torch::NoGradGuard no_grad;
+  UNet unet = model.model;  // a handle to the same module, usable non-const
+  unet->eval();
+  const auto device = unet->parameters().front().device();
+  const ModelFn eps = eps_model(unet, model.diffusion);
+  for (int64_t first = 0, b = 0; first < n; first += options.batch_size, ++b) {
+    const int64_t last = std::min(n, first + options.batch_size);
+    // The same seeding as generate(): these trajectories end in the images it would make.
+    auto gen = make_generator(options.seed * 1000003ULL + static_cast<uint64_t>(b));
+    const auto y_cpu = labels.slice(0, first, last);
+    const auto y = y_cpu.to(device);
+    const auto x_T =
+        randn_on({last - first, cfg.image_channels, cfg.image_size, cfg.image_size}, gen, device);
+    const auto denoiser = classifier_free_guidance(eps, y, options.guidance);
+    SamplerOptions sampler = options.sampler;
+    sampler.on_step = [&](const SamplerStep& s) {
+      NUMERAL_CHECK(s.index >= 0 && s.index < steps, "popout: the sampler reported step {} of {}",
+                    s.index, steps);
+      const auto x0 = s.x0.clamp(-1.0, 1.0);
+      const auto probs = torch::softmax(classify(classifier, x0).logits.to(torch::kDouble), 1);
+      const auto p = probs.gather(1, y_cpu.unsqueeze(1)).squeeze(1);  // [B]
+      sums[s.index].index_add_(0, y_cpu, p);
+      r.timesteps[s.index] = s.t;
+      const auto column = strip_columns.find(s.index);
+      if (b == 0 && want_strip && column != strip_columns.end()) {
+        strip[column->second] = x0.slice(0, 0, k).to(torch::kCPU);
+      }
+    };
+    sample(model.diffusion->schedule_f64(), denoiser, x_T, sampler, gen);
+  }
+  const auto counts = torch::bincount(labels, {}, k).to(torch::kDouble);
+  const auto curves = (sums / counts.unsqueeze(0)).t().contiguous();  // [K, steps]
+  for (int64_t c = 0; c < k; ++c) {
+    const auto row = curves[c];
+    r.curves.emplace_back(row.data_ptr<double>(), row.data_ptr<double>() + steps);
+  }
+  r.crossings = popout_crossings(r.curves, kPopoutThresholds);
+  r.settled = popout_crossings(r.curves, kPopoutThresholds, /*settled=*/true);
+  if (want_strip && !strip.empty() && strip.front().defined()) {
+    r.strip = torch::stack(strip, 1);  // [K, S, C, H, W]
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+nlohmann::json popout_report_json(const PopoutResult& r,
+                                  const std::vector<std::string>& class_names,
+                                  const nlohmann::json& context) {
+  nlohmann::json j;
+  j["report"] = "numeral eval popout";
+  j["numeral_version"] = NUMERAL_VERSION;
+  j["steps"] = r.steps;
+  j["per_class"] = r.per_class;
+  j["seconds"] = r.seconds;
+  j["thresholds"] = kPopoutThresholds;
+  j["fractions"] = popout_fractions(r.steps);
+  j["timesteps"] = r.timesteps;
+  j["x_axis"] = "step index / steps of the reverse process (0 = pure noise)";
+  j["y_axis"] = "classifier probability of the requested digit for the model's x0 estimate";
+  j["keys"] = {{"pNN", "first step where the mean probability exceeds NN%"},
+               {"pNN_settled", "first step from which it stays above NN%"}};
+  nlohmann::json digits = nlohmann::json::array();
+  std::map<std::string, std::vector<double>> by_key;
+  for (size_t c = 0; c < r.curves.size(); ++c) {
+    nlohmann::json d = {{"class", c < class_names.size() ? class_names[c] : std::to_string(c)},
+                        {"final", r.curves[c].empty() ? kNaN : r.curves[c].back()},
+                        {"curve", r.curves[c]}};
+    for (size_t t = 0; t < kPopoutThresholds.size(); ++t) {
+      for (const bool settled : {false, true}) {
+        const auto& x = settled ? r.settled[c][t] : r.crossings[c][t];
+        const std::string key = threshold_key(kPopoutThresholds[t], settled);
+        d[key] = x ? nlohmann::json(*x) : nlohmann::json();
+        by_key[key].push_back(x ? *x : kNaN);
+      }
+    }
+    digits.push_back(d);
+  }
+  j["digits"] = digits;
+  nlohmann::json mean = nlohmann::json::object();
+  for (const auto& [key, values] : by_key) {
+    const double m = finite_mean(values);
+    mean[key] = std::isfinite(m) ? nlohmann::json(m) : nlohmann::json();
+  }
+  j["mean"] = mean;
+  if (context.is_object()) j.update(context);
+  return j;
+}
+
+std::string format_popout_table(const nlohmann::json& r) {
+  std::string s = fmt::format(
+      "pop-out: the step (as a fraction of the {} reverse steps, 0% = pure noise) at which the "
+      "classifier's mean probability of the requested digit for the x0 estimate ({} "
+      "trajectories per digit) first exceeds a threshold, and from which it stays above it\n\n",
+      r.at("steps").get<int64_t>(), r.at("per_class").get<int64_t>());
+  const auto columns = popout_columns();
+  s += fmt::format("  {:<8}", "digit");
+  for (const auto& [key, header] : columns) s += fmt::format("{:>14}", header);
+  s += fmt::format("{:>10}\n", "final p");
+  for (const auto& d : r.at("digits")) {
+    s += fmt::format("  {:<8}", d.at("class").get<std::string>());
+    for (const auto& [key, header] : columns) s += fmt::format("{:>14}", fraction_text(d[key]));
+    s += fmt::format("{:>10}\n", final_text(d["final"]));
+  }
+  s += fmt::format("  {:<8}", "mean");
+  for (const auto& [key, header] : columns) {
+    s += fmt::format("{:>14}", fraction_text(r["mean"][key]));
+  }
+  s += "\n";
+  return s;
+}
+
+std::string format_popout_markdown(const nlohmann::json& r) {
+  std::string s = "# numeral eval popout\n\n";
+  s += fmt::format(
+      "When does each digit pop out of the noise? At every step of the reverse process the "
+      "classifier reads the model's estimate of x0. The table gives the step (as step index / {} "
+      "steps, 0% = pure noise) at which its mean probability of the requested digit over {} "
+      "trajectories first exceeds each threshold, and the step from which it stays above it "
+      "(\"settled\"; a classifier that reads noise as one digit makes that digit's first "
+      "crossing early, not its settled one).\n\n",
+      r.at("steps").get<int64_t>(), r.at("per_class").get<int64_t>());
+  if (r.contains("checkpoint")) {
+    s += fmt::format("- **Model:** {} (sampler {}, w = {:g}, seed {})\n",
+                     r.value("checkpoint", std::string()), r.value("sampler", std::string()),
+                     r.value("guidance", 0.0), r.value("seed", uint64_t{0}));
+  }
+  if (r.contains("classifier")) {
+    s += fmt::format("- **Classifier:** {}\n", r.value("classifier", std::string()));
+  }
+  const auto columns = popout_columns();
+  s += "\n| digit |";
+  for (const auto& [key, header] : columns) s += fmt::format(" {} |", header);
+  s += " final p |\n|---|";
+  for (size_t i = 0; i < columns.size(); ++i) s += "---:|";
+  s += "---:|\n";
+  for (const auto& d : r.at("digits")) {
+    s += fmt::format("| {} |", d.at("class").get<std::string>());
+    for (const auto& [key, header] : columns) s += fmt::format(" {} |", fraction_text(d[key]));
+    s += fmt::format(" {} |\n", final_text(d["final"]));
+  }
+  s += "| mean |";
+  for (const auto& [key, header] : columns) {
+    s += fmt::format(" {} |", fraction_text(r["mean"][key]));
+  }
+  s += " |\n";
+  if (r.contains("files")) {
+    for (const auto& [name, file] : r["files"].items()) {
+      s += fmt::format("\n![{}]({})\n", name, file.get<std::string>());
+    }
+  }
+  return s;
+}
+
+Image popout_plot(const nlohmann::json& r) {
+  std::vector<Series> series;
+  const auto x = r.at("fractions").get<std::vector<double>>();
+  for (const auto& d : r.at("digits")) {
+    Series s;
+    s.name = d.at("class").get<std::string>();
+    s.x = x;
+    for (const auto& v : d.at("curve")) s.y.push_back(v.is_number() ? v.get<double>() : kNaN);
+    series.push_back(std::move(s));
+  }
+  PlotOptions options;
+  options.title = "when digits pop out: p(requested digit | x0 estimate)";
+  options.x_label = "fraction of the reverse process (step / steps)";
+  options.y_label = "classifier probability";
+  // A little room around [0, 1], so curves at 0 or 1 are not hidden by the frame.
+  options.y_min = -0.02;
+  options.y_max = 1.02;
+  return plot_lines(series, options);
+}
+
+Image popout_strip(const PopoutResult& r, const std::vector<std::string>& class_names) {
+  NUMERAL_CHECK(r.strip.defined(), "popout_strip: no x0 estimates were recorded");
+  const int64_t k = r.strip.size(0), s = r.strip.size(1);
+  const int scale = 2, padding = 2, text_scale = 2;
+  const int tile = static_cast<int>(r.strip.size(3)) * scale;
+  const Image grid = make_grid(r.strip.flatten(0, 1), static_cast<int>(s), padding, scale);
+  // A header band with each column's fraction centred above it.
+  const int header = text_height("0%", text_scale) + 2 * padding;
+  Image framed(grid.width, grid.height + header, grid.channels);
+  paste(framed, grid, 0, header);
+  for (int64_t c = 0; c < s; ++c) {
+    const std::string caption = fmt::format("{:.0f}%", 100 * r.strip_fractions[c]);
+    const int centre = padding + static_cast<int>(c) * (tile + padding) + tile / 2;
+    draw_text(framed, centre - text_width(caption, text_scale) / 2, padding, caption, 0,
+              text_scale);
+  }
+  std::vector<std::string> rows;
+  for (int64_t c = 0; c < k; ++c) {
+    rows.push_back(c < static_cast<int64_t>(class_names.size()) ? class_names[c]
+                                                                : std::to_string(c));
+  }
+  return add_title(label_rows(framed, rows, tile + padding, header + padding / 2),
+                   "x0 estimate along the reverse process (step / steps)");
+}
+
+}  // namespace numeral
