@@ -14,9 +14,15 @@ namespace {
 UNetConfig config_for(int64_t widths_id) {
   UNetConfig c;
   switch (widths_id) {
-    case 0: c.channels = {64, 64, 128}; break;  // the default (reference design)
-    case 1: c.channels = {32, 64, 128}; break;
-    default: c.channels = {32, 32, 64}; break;  // CPU-sized
+    case 0:
+      c.channels = {64, 64, 128};
+      break;  // the default (reference design)
+    case 1:
+      c.channels = {32, 64, 128};
+      break;
+    default:
+      c.channels = {32, 32, 64};
+      break;  // CPU-sized
   }
   return c;
 }
@@ -43,8 +49,8 @@ void BM_TrainStep(benchmark::State& state) {
     optimizer.step();
     benchmark::DoNotOptimize(loss.item<float>());
   }
-  state.counters["img/s"] =
-      benchmark::Counter(static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["img/s"] = benchmark::Counter(static_cast<double>(batch * state.iterations()),
+                                               benchmark::Counter::kIsRate);
   state.counters["params_M"] = parameter_count(*model) / 1e6;
 }
 
@@ -61,8 +67,8 @@ void BM_SampleStep(benchmark::State& state) {
   auto labels = torch::cat({torch::randint(0, 10, {batch}, torch::kLong),
                             torch::full({batch}, kNullLabel, torch::kLong)});
   for (auto _ : state) benchmark::DoNotOptimize(model->forward(x, t, labels));
-  state.counters["img_steps/s"] =
-      benchmark::Counter(static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["img_steps/s"] = benchmark::Counter(
+      static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
 }
 
 // Args: {widths (0 = 64,64,128; 1 = 32,64,128; 2 = 32,32,64), batch, threads}.
@@ -72,7 +78,10 @@ BENCHMARK(BM_TrainStep)
     ->Args({2, 128, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-BENCHMARK(BM_SampleStep)->ArgsProduct({{0, 2}, {100}, {2}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SampleStep)
+    ->ArgsProduct({{0, 2}, {100}, {2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace numeral

@@ -90,8 +90,8 @@ TEST(Schedule, ZeroTerminalSnr) {
   const auto plain = NoiseSchedule::from_config(config_with("linear-textbook"));
   const auto s = NoiseSchedule::from_config(c);
   EXPECT_EQ(s.alphas_cumprod[-1].item<double>(), 0.0);
-  EXPECT_NEAR(s.sqrt_alphas_cumprod[0].item<double>(),
-              plain.sqrt_alphas_cumprod[0].item<double>(), 1e-12);
+  EXPECT_NEAR(s.sqrt_alphas_cumprod[0].item<double>(), plain.sqrt_alphas_cumprod[0].item<double>(),
+              1e-12);
   // sqrt(abar) stays monotone.
   auto r = s.sqrt_alphas_cumprod;
   EXPECT_TRUE((r.slice(0, 1) < r.slice(0, 0, -1)).all().item<bool>());
@@ -261,7 +261,8 @@ TEST(Samplers, DdpmStepMatchesNamedCoefficients) {
                       s.posterior_mean_coef2[t].item<double>() * 0.3;
   // x before step 1 = mean + sqrt(beta~_t) z, with z the generator's first normal draw.
   auto z = torch::randn({1, 1, 1, 1}, make_generator(42));
-  const double expected = mean + std::sqrt(s.posterior_variance[t].item<double>()) * z.item<double>();
+  const double expected =
+      mean + std::sqrt(s.posterior_variance[t].item<double>()) * z.item<double>();
   EXPECT_NEAR(steps[1].x_t.item<double>(), expected, 1e-5);
 }
 

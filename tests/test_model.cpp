@@ -20,7 +20,9 @@ UNetConfig tiny_config() {
   return c;
 }
 
-torch::Tensor labels_of(std::vector<int64_t> v) { return torch::tensor(v, torch::kLong); }
+torch::Tensor labels_of(std::vector<int64_t> v) {
+  return torch::tensor(v, torch::kLong);
+}
 
 TEST(SinusoidalEmbedding, MatchesScalarLoop) {
   const int64_t dim = 10, half = dim / 2;

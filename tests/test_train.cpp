@@ -22,8 +22,9 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path fresh_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("numeral-test-train-" + name + "-" +
-                                          std::to_string(::testing::UnitTest::GetInstance()->random_seed()));
+  auto dir = fs::temp_directory_path() /
+             ("numeral-test-train-" + name + "-" +
+              std::to_string(::testing::UnitTest::GetInstance()->random_seed()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;

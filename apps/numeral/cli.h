@@ -1,7 +1,6 @@
 #pragma once
 // The CLI's plumbing: subcommands register themselves; shared option groups are bound once here.
 #include <CLI/CLI.hpp>
-
 #include <atomic>
 #include <functional>
 #include <string>

@@ -12,12 +12,12 @@
 namespace {
 
 struct DataCommandOptions {
-  std::string name;  // dataset to get: mnist or fashion-mnist
-  std::string root;  // data directory; "" = $NUMERAL_DATA or ./data
-  std::string data = "mnist";            // grid: which dataset
-  std::string split = "train";           // grid: train or val
-  int64_t per_class = 10;                // grid: columns
-  int scale = 3;                         // grid: nearest-neighbour upscaling
+  std::string name;                       // dataset to get: mnist or fashion-mnist
+  std::string root;                       // data directory; "" = $NUMERAL_DATA or ./data
+  std::string data = "mnist";             // grid: which dataset
+  std::string split = "train";            // grid: train or val
+  int64_t per_class = 10;                 // grid: columns
+  int scale = 3;                          // grid: nearest-neighbour upscaling
   std::string out = "out/real-grid.png";  // grid: output PNG
 };
 
@@ -75,11 +75,11 @@ void run_grid(const DataCommandOptions& options) {
   labels.rows = data.class_names;
   labels.title = fmt::format("{} ({}): the first {} {} images of each class", data.name,
                              options.split, options.per_class, options.split);
-  numeral::write_png(options.out, numeral::labelled_grid(picked.images, options.per_class,
-                                                         labels, options.scale));
+  numeral::write_png(
+      options.out, numeral::labelled_grid(picked.images, options.per_class, labels, options.scale));
   fmt::print("{}: {} {} images of {} in {} ({} train, {} held out; {})\n", options.out,
-             picked.size(), options.split, data.name, data.dir.string(), with_commas(data.train.size()),
-             with_commas(data.val.size()), data.source);
+             picked.size(), options.split, data.name, data.dir.string(),
+             with_commas(data.train.size()), with_commas(data.val.size()), data.source);
 }
 
 const bool kRegistered = numeral::cli::register_command(/*order=*/20, [](CLI::App& app) {

@@ -28,8 +28,8 @@ const bool kRegistered = register_command(/*order=*/10, [](CLI::App& app) {
     fmt::print("CPU         {} threads for LibTorch, SIMD: {}\n", r.torch_threads,
                r.cpu_capability.empty() ? "unknown" : r.cpu_capability);
     fmt::print("BLAS        {}\n", r.blas);
-    fmt::print("BLAS threads {}\n", r.blas_threads >= 0 ? std::to_string(r.blas_threads)
-                                                         : std::string("unknown"));
+    fmt::print("BLAS threads {}\n",
+               r.blas_threads >= 0 ? std::to_string(r.blas_threads) : std::string("unknown"));
     DataOptions data;
     data.root = cmd->root;
     const auto root = data_root(data);

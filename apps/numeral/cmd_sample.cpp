@@ -79,8 +79,8 @@ void run(SampleCommand& cmd, CLI::App& app) {
   InterruptScope interrupts;
   int64_t done = 0;
   auto check_stop = [&] {
-    NUMERAL_CHECK(!interrupts.requested(), "interrupted after {} of {} images; no IDX file was written",
-                  done, count);
+    NUMERAL_CHECK(!interrupts.requested(),
+                  "interrupted after {} of {} images; no IDX file was written", done, count);
   };
   sampler.on_step = [&](const SamplerStep&) { check_stop(); };
   std::vector<torch::Tensor> kept;  // uint8 pixels for the grid

@@ -8,8 +8,8 @@
 #include "numeral/cli.h"
 #include "numeral/common/error.h"
 #include "numeral/common/runtime.h"
-#include "numeral/io/checkpoint.h"
 #include "numeral/generate/preview.h"
+#include "numeral/io/checkpoint.h"
 #include "numeral/train/trainer.h"
 #include "options.h"
 
@@ -75,9 +75,10 @@ void run(TrainCommand& cmd, CLI::App& app) {
   trainer.set_stop_flag(&interrupts.flag());
   const TrainResult result = trainer.run();
   if (result.interrupted) {
-    fmt::print("interrupted at step {}; checkpoint saved. Continue with: numeral train --run-dir "
-               "{} --resume\n",
-               result.steps, cmd.run_dir);
+    fmt::print(
+        "interrupted at step {}; checkpoint saved. Continue with: numeral train --run-dir "
+        "{} --resume\n",
+        result.steps, cmd.run_dir);
     return;
   }
   fmt::print("done: {} steps; checkpoint {}/checkpoint.safetensors, log {}/log.jsonl\n",

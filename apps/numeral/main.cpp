@@ -7,8 +7,8 @@
 #include <csignal>
 #include <vector>
 
-#include "numeral/common/error.h"
 #include "numeral/cli.h"
+#include "numeral/common/error.h"
 
 namespace numeral::cli {
 namespace {
@@ -32,9 +32,13 @@ InterruptScope::InterruptScope() {
   std::signal(SIGINT, on_sigint);
 }
 
-InterruptScope::~InterruptScope() { std::signal(SIGINT, SIG_DFL); }
+InterruptScope::~InterruptScope() {
+  std::signal(SIGINT, SIG_DFL);
+}
 
-const std::atomic<bool>& InterruptScope::flag() const { return g_interrupted; }
+const std::atomic<bool>& InterruptScope::flag() const {
+  return g_interrupted;
+}
 
 bool register_command(int order, CommandSetup setup) {
   registry().emplace_back(order, std::move(setup));

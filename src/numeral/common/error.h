@@ -23,9 +23,9 @@ template <typename... Args>
 }  // namespace numeral
 
 // Checks a user-facing precondition; the message is fmt-formatted only when it fails.
-#define NUMERAL_CHECK(cond, ...)     \
-  do {                               \
-    if (!(cond)) {                   \
-      ::numeral::fail(__VA_ARGS__);  \
-    }                                \
+#define NUMERAL_CHECK(cond, ...)    \
+  do {                              \
+    if (!(cond)) {                  \
+      ::numeral::fail(__VA_ARGS__); \
+    }                               \
   } while (false)

@@ -75,8 +75,8 @@ int configure_threads(int threads) {
 RuntimeInfo runtime_info() {
   RuntimeInfo info;
   info.numeral_version = NUMERAL_VERSION;
-  info.torch_version = fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
-                                   TORCH_VERSION_PATCH);
+  info.torch_version =
+      fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH);
   if (torch::cuda::is_available()) {
     info.device = fmt::format("CUDA ({} device(s))", torch::cuda::device_count());
   } else {

@@ -17,10 +17,10 @@ int configure_threads(int threads);
 struct RuntimeInfo {
   std::string numeral_version;
   std::string torch_version;
-  std::string device;       // "CPU" or "CUDA: <name>"
-  int torch_threads = 0;    // at::get_num_threads()
-  std::string blas;         // e.g. "OpenBLAS 0.3.21 (pthread) at /usr/lib/.../libblas.so.3"
-  int blas_threads = -1;    // -1 when the BLAS cannot say
+  std::string device;     // "CPU" or "CUDA: <name>"
+  int torch_threads = 0;  // at::get_num_threads()
+  std::string blas;       // e.g. "OpenBLAS 0.3.21 (pthread) at /usr/lib/.../libblas.so.3"
+  int blas_threads = -1;  // -1 when the BLAS cannot say
   std::string cpu_capability;
 };
 

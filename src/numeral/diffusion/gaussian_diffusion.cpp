@@ -47,8 +47,7 @@ torch::Tensor GaussianDiffusion::loss_weights(const torch::Tensor& t) const {
 }
 
 torch::Tensor GaussianDiffusion::training_loss(const ModelFn& model, const torch::Tensor& x0,
-                                               const torch::Tensor& labels,
-                                               const torch::Tensor& t,
+                                               const torch::Tensor& labels, const torch::Tensor& t,
                                                const torch::Tensor& noise) const {
   const auto x_t = q_sample(x0, t, noise);
   const auto target = config_.prediction == "v" ? v_target(x0, t, noise) : noise;

@@ -19,7 +19,7 @@ class GaussianDiffusion {
   GaussianDiffusion(const DiffusionConfig& config, torch::Device device);
 
   const DiffusionConfig& config() const { return config_; }
-  const NoiseSchedule& schedule() const { return schedule_; }  // float32 on the device
+  const NoiseSchedule& schedule() const { return schedule_; }          // float32 on the device
   const NoiseSchedule& schedule_f64() const { return schedule_f64_; }  // float64 on the CPU
   int64_t T() const { return config_.timesteps; }
 

@@ -6,8 +6,7 @@
 
 namespace numeral {
 
-torch::Tensor guided_eps(const torch::Tensor& eps_cond, const torch::Tensor& eps_uncond,
-                         double w) {
+torch::Tensor guided_eps(const torch::Tensor& eps_cond, const torch::Tensor& eps_uncond, double w) {
   return (1 + w) * eps_cond - w * eps_uncond;
 }
 

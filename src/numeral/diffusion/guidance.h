@@ -15,7 +15,6 @@ namespace numeral {
 Denoiser classifier_free_guidance(ModelFn eps_model, torch::Tensor labels, double w);
 
 // The guidance formula alone: (1 + w) eps_cond - w eps_uncond.
-torch::Tensor guided_eps(const torch::Tensor& eps_cond, const torch::Tensor& eps_uncond,
-                         double w);
+torch::Tensor guided_eps(const torch::Tensor& eps_cond, const torch::Tensor& eps_uncond, double w);
 
 }  // namespace numeral

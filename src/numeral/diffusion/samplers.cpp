@@ -15,7 +15,8 @@ double abar_at(const NoiseSchedule& s, int64_t t) {
 }
 
 torch::Tensor full_t(int64_t t, const torch::Tensor& like) {
-  return torch::full({like.size(0)}, t, torch::TensorOptions().dtype(torch::kLong).device(like.device()));
+  return torch::full({like.size(0)}, t,
+                     torch::TensorOptions().dtype(torch::kLong).device(like.device()));
 }
 
 torch::Tensor x0_from_eps(const torch::Tensor& x, const torch::Tensor& eps, double abar,
@@ -47,23 +48,24 @@ int64_t SamplerOptions::resolved_steps(int64_t T) const {
 }
 
 std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps) {
-  NUMERAL_CHECK(steps >= 1 && steps <= T, "sampling_timesteps: steps must be in [1, {}], got {}",
-                T, steps);
+  NUMERAL_CHECK(steps >= 1 && steps <= T, "sampling_timesteps: steps must be in [1, {}], got {}", T,
+                steps);
   std::vector<int64_t> ts(steps);
   if (steps == 1) return {T - 1};
   for (int64_t i = 0; i < steps; ++i) {
-    ts[i] = static_cast<int64_t>(std::llround(static_cast<double>(T - 1) *
-                                              static_cast<double>(steps - 1 - i) /
-                                              static_cast<double>(steps - 1)));
+    ts[i] = static_cast<int64_t>(
+        std::llround(static_cast<double>(T - 1) * static_cast<double>(steps - 1 - i) /
+                     static_cast<double>(steps - 1)));
   }
   return ts;
 }
 
-at::Generator make_generator(uint64_t seed) { return at::detail::createCPUGenerator(seed); }
+at::Generator make_generator(uint64_t seed) {
+  return at::detail::createCPUGenerator(seed);
+}
 
 torch::Tensor randn_on(at::IntArrayRef shape, at::Generator& generator, torch::Device device) {
-  return torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat))
-      .to(device);
+  return torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat)).to(device);
 }
 
 torch::Tensor ddpm_sample(const NoiseSchedule& s, const Denoiser& denoiser, torch::Tensor x,
@@ -101,8 +103,7 @@ torch::Tensor ddim_sample(const NoiseSchedule& s, const Denoiser& denoiser, torc
     report(o, i, n, t, x, x0);
     if (o.clip_x0) eps = (x - std::sqrt(abar) * x0) / std::sqrt(1 - abar);  // consistent eps
     // DDIM eq. 12 and 16.
-    const double sigma =
-        o.eta * std::sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev));
+    const double sigma = o.eta * std::sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev));
     x = std::sqrt(abar_prev) * x0 + std::sqrt(std::max(0.0, 1 - abar_prev - sigma * sigma)) * eps;
     if (sigma > 0) x = x + sigma * randn_on(x.sizes(), generator, x.device());
   }

@@ -26,11 +26,11 @@ struct SamplerStep {
 
 // Sampler choice and settings; `numeral sample` binds its flags to these fields.
 struct SamplerOptions {
-  std::string name = "ddpm";            // ddpm | ddim | dpm++2m
-  int64_t steps = 0;                    // model evaluations; 0 = T for ddpm, 25 for the others
-  double eta = 0.0;                     // DDIM stochasticity (0 = deterministic, 1 ~ DDPM)
+  std::string name = "ddpm";           // ddpm | ddim | dpm++2m
+  int64_t steps = 0;                   // model evaluations; 0 = T for ddpm, 25 for the others
+  double eta = 0.0;                    // DDIM stochasticity (0 = deterministic, 1 ~ DDPM)
   std::string variance = "posterior";  // ddpm: posterior (beta~_t) or beta (beta_t)
-  bool clip_x0 = true;                  // clamp the x_0 estimate to the data range [-1, 1]
+  bool clip_x0 = true;                 // clamp the x_0 estimate to the data range [-1, 1]
   std::function<void(const SamplerStep&)> on_step;  // called once per step, before it is taken
 
   // Throws numeral::Error naming the option when it is invalid for a schedule of T steps.
@@ -50,14 +50,12 @@ torch::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser,
 
 // Ancestral sampling (DDPM, Ho et al. 2020, Algorithm 2) on a subsequence of timesteps, with the
 // betas respaced as in Nichol & Dhariwal 2021 (sec. 4); all T steps by default.
-torch::Tensor ddpm_sample(const NoiseSchedule& schedule, const Denoiser& denoiser,
-                          torch::Tensor x, const SamplerOptions& options,
-                          at::Generator& generator);
+torch::Tensor ddpm_sample(const NoiseSchedule& schedule, const Denoiser& denoiser, torch::Tensor x,
+                          const SamplerOptions& options, at::Generator& generator);
 
 // DDIM (Song et al. 2021, eq. 12) with stochasticity eta.
-torch::Tensor ddim_sample(const NoiseSchedule& schedule, const Denoiser& denoiser,
-                          torch::Tensor x, const SamplerOptions& options,
-                          at::Generator& generator);
+torch::Tensor ddim_sample(const NoiseSchedule& schedule, const Denoiser& denoiser, torch::Tensor x,
+                          const SamplerOptions& options, at::Generator& generator);
 
 // DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): multistep second-order data prediction, with a
 // first-order first step and a final step to x_0.

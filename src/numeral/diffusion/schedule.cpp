@@ -14,8 +14,7 @@ void DiffusionConfig::validate() const {
                 schedule);
   NUMERAL_CHECK(prediction == "eps" || prediction == "v",
                 "diffusion: unknown prediction '{}': expected eps or v", prediction);
-  NUMERAL_CHECK(min_snr_gamma >= 0, "diffusion: min_snr_gamma must be >= 0, got {}",
-                min_snr_gamma);
+  NUMERAL_CHECK(min_snr_gamma >= 0, "diffusion: min_snr_gamma must be >= 0, got {}", min_snr_gamma);
   NUMERAL_CHECK(!(zero_terminal_snr && prediction == "eps"),
                 "diffusion: zero terminal SNR makes x_0 unrecoverable from eps at t = T; use "
                 "--prediction v with --zero-terminal-snr");
@@ -23,9 +22,9 @@ void DiffusionConfig::validate() const {
 }
 
 void to_json(nlohmann::json& j, const DiffusionConfig& c) {
-  j = nlohmann::json{{"timesteps", c.timesteps},         {"schedule", c.schedule},
-                     {"cosine_s", c.cosine_s},           {"zero_terminal_snr", c.zero_terminal_snr},
-                     {"prediction", c.prediction},       {"min_snr_gamma", c.min_snr_gamma}};
+  j = nlohmann::json{{"timesteps", c.timesteps},   {"schedule", c.schedule},
+                     {"cosine_s", c.cosine_s},     {"zero_terminal_snr", c.zero_terminal_snr},
+                     {"prediction", c.prediction}, {"min_snr_gamma", c.min_snr_gamma}};
 }
 
 void from_json(const nlohmann::json& j, DiffusionConfig& c) {
@@ -76,8 +75,8 @@ NoiseSchedule NoiseSchedule::from_config(const DiffusionConfig& config) {
   s.betas = betas;
   s.alphas = 1 - betas;
   s.alphas_cumprod = torch::cumprod(s.alphas, 0);
-  s.alphas_cumprod_prev = torch::cat({torch::ones({1}, betas.options()),
-                                      s.alphas_cumprod.slice(0, 0, -1)});
+  s.alphas_cumprod_prev =
+      torch::cat({torch::ones({1}, betas.options()), s.alphas_cumprod.slice(0, 0, -1)});
   s.sqrt_alphas_cumprod = s.alphas_cumprod.sqrt();
   s.sqrt_one_minus_alphas_cumprod = (1 - s.alphas_cumprod).sqrt();
   // DDPM eq. 7: q(x_{t-1} | x_t, x_0) = N(mu~, beta~ I).

@@ -38,16 +38,16 @@ torch::Tensor rescale_zero_terminal_snr(const torch::Tensor& betas);  // [T] flo
 // paper). Computed in float64 on the CPU; kept as float32 on the model's device for use.
 struct NoiseSchedule {
   int64_t T = 0;
-  torch::Tensor betas;                          // beta_t
-  torch::Tensor alphas;                         // 1 - beta_t
-  torch::Tensor alphas_cumprod;                 // abar_t
-  torch::Tensor alphas_cumprod_prev;            // abar_{t-1}, with abar_{-1} = 1
-  torch::Tensor sqrt_alphas_cumprod;            // sqrt(abar_t)
-  torch::Tensor sqrt_one_minus_alphas_cumprod;  // sqrt(1 - abar_t)
-  torch::Tensor posterior_variance;             // beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)
+  torch::Tensor betas;                           // beta_t
+  torch::Tensor alphas;                          // 1 - beta_t
+  torch::Tensor alphas_cumprod;                  // abar_t
+  torch::Tensor alphas_cumprod_prev;             // abar_{t-1}, with abar_{-1} = 1
+  torch::Tensor sqrt_alphas_cumprod;             // sqrt(abar_t)
+  torch::Tensor sqrt_one_minus_alphas_cumprod;   // sqrt(1 - abar_t)
+  torch::Tensor posterior_variance;              // beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)
   torch::Tensor posterior_log_variance_clipped;  // log beta~_t, with beta~_0 replaced by beta~_1
-  torch::Tensor posterior_mean_coef1;           // coefficient of x_0 in mu~_t (DDPM eq. 7)
-  torch::Tensor posterior_mean_coef2;           // coefficient of x_t in mu~_t
+  torch::Tensor posterior_mean_coef1;            // coefficient of x_0 in mu~_t (DDPM eq. 7)
+  torch::Tensor posterior_mean_coef2;            // coefficient of x_t in mu~_t
 
   // Builds every coefficient from the config, as float64 on the CPU.
   static NoiseSchedule from_config(const DiffusionConfig& config);

@@ -9,8 +9,7 @@
 
 namespace numeral {
 
-PreviewWriter::PreviewWriter(std::filesystem::path run_dir, int64_t num_classes,
-                             int64_t per_class)
+PreviewWriter::PreviewWriter(std::filesystem::path run_dir, int64_t num_classes, int64_t per_class)
     : run_dir_(std::move(run_dir)), num_classes_(num_classes), per_class_(per_class) {
   // A resumed run keeps the grids of its earlier epochs.
   std::vector<std::filesystem::path> earlier;
@@ -22,8 +21,7 @@ PreviewWriter::PreviewWriter(std::filesystem::path run_dir, int64_t num_classes,
   for (const auto& path : earlier) frames_.push_back(read_png(path));
 }
 
-void PreviewWriter::write(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
-                          int64_t epoch) {
+void PreviewWriter::write(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, int64_t epoch) {
   std::vector<int64_t> classes(num_classes_);
   for (int64_t c = 0; c < num_classes_; ++c) classes[c] = c;
   GenerateOptions options;
@@ -39,7 +37,8 @@ void PreviewWriter::write(UNet model, std::shared_ptr<GaussianDiffusion> diffusi
   // Frames from an earlier session may differ in size (e.g. another version drew them): a GIF
   // needs one size, so centre them all on the largest canvas.
   int width = 0, height = 0;
-  for (const auto& f : frames_) width = std::max(width, f.width), height = std::max(height, f.height);
+  for (const auto& f : frames_)
+    width = std::max(width, f.width), height = std::max(height, f.height);
   for (auto& f : frames_) f = pad_to(f, width, height);
   write_gif(run_dir_ / "previews.gif", frames_, /*delay_centiseconds=*/60);
   // Up to 8 evenly spaced epochs side by side, always the first and the latest, so one picture

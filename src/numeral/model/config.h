@@ -1,9 +1,8 @@
 #pragma once
 // The U-Net's shape, defined once: the CLI binds flags to these fields and every checkpoint stores
 // them, so a model can be rebuilt from its file alone.
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -11,15 +10,15 @@ namespace numeral {
 
 // Configuration of the noise-predicting U-Net.
 struct UNetConfig {
-  int64_t image_size = 28;                    // square images: 28 (MNIST), 32, 64, ...
-  int64_t image_channels = 1;                 // 1 (grey) or 3 (RGB)
+  int64_t image_size = 28;                        // square images: 28 (MNIST), 32, 64, ...
+  int64_t image_channels = 1;                     // 1 (grey) or 3 (RGB)
   std::vector<int64_t> channels = {64, 64, 128};  // width per level; resolution halves per level
-  int64_t time_embed_dim = 128;               // sinusoidal features of t and the time MLP's width
-  int64_t class_embed_dim = 128;              // hidden width of the class EmbedBlock
-  int64_t num_classes = 10;                   // labels 0..num_classes-1; kNullLabel = unconditional
-  int64_t groups = 8;                         // GroupNorm groups (must divide every width)
-  bool attention = false;                     // self-attention at the lowest resolution
-  int64_t attention_heads = 4;                // heads of that attention (must divide its width)
+  int64_t time_embed_dim = 128;   // sinusoidal features of t and the time MLP's width
+  int64_t class_embed_dim = 128;  // hidden width of the class EmbedBlock
+  int64_t num_classes = 10;       // labels 0..num_classes-1; kNullLabel = unconditional
+  int64_t groups = 8;             // GroupNorm groups (must divide every width)
+  bool attention = false;         // self-attention at the lowest resolution
+  int64_t attention_heads = 4;    // heads of that attention (must divide its width)
 
   // Throws numeral::Error naming the field when the combination cannot be built.
   void validate() const;

@@ -11,9 +11,9 @@ torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int64_t dim) {
   const double scale = half > 1 ? std::log(10000.0) / static_cast<double>(half - 1) : 0.0;
   auto freqs = torch::exp(
       torch::arange(half, torch::TensorOptions().dtype(torch::kFloat).device(t.device())) *
-      -scale);                                                  // [half]
+      -scale);                                                        // [half]
   auto args = t.to(torch::kFloat).unsqueeze(1) * freqs.unsqueeze(0);  // [B, half]
-  return torch::cat({args.sin(), args.cos()}, /*dim=*/1);       // [B, dim]
+  return torch::cat({args.sin(), args.cos()}, /*dim=*/1);             // [B, dim]
 }
 
 EmbedBlockImpl::EmbedBlockImpl(int64_t in_features, int64_t hidden, int64_t out_features)
@@ -32,8 +32,8 @@ ResBlockImpl::ResBlockImpl(int64_t in_channels, int64_t out_channels, int64_t gr
       norm1_(register_module("norm1", nn::GroupNorm(groups, out_channels))),
       norm2_(register_module("norm2", nn::GroupNorm(groups, out_channels))) {
   if (in_channels != out_channels) {
-    shortcut_ = register_module("shortcut",
-                                nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1)));
+    shortcut_ =
+        register_module("shortcut", nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1)));
   }
 }
 
@@ -53,11 +53,11 @@ std::pair<torch::Tensor, torch::Tensor> DownBlockImpl::forward(const torch::Tens
 
 UpBlockImpl::UpBlockImpl(int64_t in_channels, int64_t skip_channels, int64_t out_channels,
                          int64_t groups)
-    : up_(register_module("up", nn::ConvTranspose2d(nn::ConvTranspose2dOptions(
-                                                         in_channels, in_channels, 2)
-                                                         .stride(2)))),
-      block_(register_module("block",
-                             ResBlock(in_channels + skip_channels, out_channels, groups))) {}
+    : up_(register_module(
+          "up",
+          nn::ConvTranspose2d(nn::ConvTranspose2dOptions(in_channels, in_channels, 2).stride(2)))),
+      block_(
+          register_module("block", ResBlock(in_channels + skip_channels, out_channels, groups))) {}
 
 torch::Tensor UpBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& skip) {
   return block_(torch::cat({up_(x), skip}, /*dim=*/1));

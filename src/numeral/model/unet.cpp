@@ -20,8 +20,8 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
   }
   bottleneck_ = register_module("bottleneck", ResBlock(c.back(), c.back(), config_.groups));
   if (config_.attention) {
-    attention_ = register_module(
-        "attention", SelfAttention(c.back(), config_.attention_heads, config_.groups));
+    attention_ = register_module("attention",
+                                 SelfAttention(c.back(), config_.attention_heads, config_.groups));
   }
   // Decoder levels, from the bottleneck outwards: up_[j] is level i = levels - 2 - j.
   up_ = register_module("up", nn::ModuleList());
@@ -36,8 +36,8 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
     up_->push_back(UpBlock(c[i + 1], c[i + 1], c[i], config_.groups));
     add_embeddings(c[i]);
   }
-  out_conv1_ = register_module("out_conv1",
-                               nn::Conv2d(nn::Conv2dOptions(2 * c[0], c[0], 3).padding(1)));
+  out_conv1_ =
+      register_module("out_conv1", nn::Conv2d(nn::Conv2dOptions(2 * c[0], c[0], 3).padding(1)));
   out_norm_ = register_module("out_norm", nn::GroupNorm(config_.groups, c[0]));
   out_conv2_ = register_module(
       "out_conv2", nn::Conv2d(nn::Conv2dOptions(c[0], config_.image_channels, 3).padding(1)));
@@ -55,8 +55,8 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
                   x_t.size(2) == cfg.image_size && x_t.size(3) == cfg.image_size,
               "UNet: expected x_t of shape [B, ", cfg.image_channels, ", ", cfg.image_size, ", ",
               cfg.image_size, "], got ", x_t.sizes());
-  TORCH_CHECK(t.dim() == 1 && t.size(0) == x_t.size(0), "UNet: expected t of shape [",
-              x_t.size(0), "], got ", t.sizes());
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == x_t.size(0), "UNet: expected t of shape [", x_t.size(0),
+              "], got ", t.sizes());
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == x_t.size(0),
               "UNet: expected labels of shape [", x_t.size(0), "], got ", labels.sizes());
   auto record = [&](const std::string& name, const torch::Tensor& h) {
@@ -114,8 +114,8 @@ std::string model_summary(UNet& model) {
     model->forward(x, t, t, &trace);
   }
   std::string out = fmt::format("UNet  image {}x{}x{}  widths {}  classes {}  attention {}\n",
-                                cfg.image_size, cfg.image_size, cfg.image_channels,
-                                cfg.channels, cfg.num_classes, cfg.attention ? "yes" : "no");
+                                cfg.image_size, cfg.image_size, cfg.image_channels, cfg.channels,
+                                cfg.num_classes, cfg.attention ? "yes" : "no");
   out += fmt::format("  {:<32} {}\n", "block", "output shape");
   for (const auto& [name, shape] : trace) {
     out += fmt::format("  {:<32} [{}]\n", name, fmt::join(shape, ", "));

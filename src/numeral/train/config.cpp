@@ -23,19 +23,18 @@ void TrainConfig::validate() const {
   NUMERAL_CHECK(warmup_steps >= 0, "--warmup-steps {}: expected >= 0", warmup_steps);
   NUMERAL_CHECK(weight_decay >= 0, "--weight-decay {}: expected >= 0", weight_decay);
   NUMERAL_CHECK(grad_clip >= 0, "--grad-clip {}: expected >= 0", grad_clip);
-  NUMERAL_CHECK(ema_decay >= 0 && ema_decay < 1, "--ema-decay {}: expected 0 <= d < 1",
-                ema_decay);
+  NUMERAL_CHECK(ema_decay >= 0 && ema_decay < 1, "--ema-decay {}: expected 0 <= d < 1", ema_decay);
   NUMERAL_CHECK(cond_drop_prob >= 0 && cond_drop_prob <= 1,
                 "--cond-drop-prob {}: expected a probability in [0, 1]", cond_drop_prob);
   NUMERAL_CHECK(checkpoint_every >= 0, "--checkpoint-every {}: expected >= 0", checkpoint_every);
   NUMERAL_CHECK(preview_every >= 0, "--preview-every {}: expected >= 0", preview_every);
 }
 
-#define NUMERAL_TRAIN_FIELDS(X)                                                               \
-  X(data) X(val_fraction) X(split_seed) X(limit) X(val_samples) X(epochs) X(max_steps)         \
-  X(batch_size) X(optimizer) X(lr) X(lr_min) X(lr_schedule) X(warmup_steps) X(weight_decay)   \
-  X(grad_clip) X(ema_decay) X(cond_drop_prob) X(seed) X(checkpoint_every) X(preview_every)    \
-  X(bf16)
+#define NUMERAL_TRAIN_FIELDS(X)                                                                \
+  X(data)                                                                                      \
+  X(val_fraction) X(split_seed) X(limit) X(val_samples) X(epochs) X(max_steps) X(batch_size)   \
+      X(optimizer) X(lr) X(lr_min) X(lr_schedule) X(warmup_steps) X(weight_decay) X(grad_clip) \
+          X(ema_decay) X(cond_drop_prob) X(seed) X(checkpoint_every) X(preview_every) X(bf16)
 
 void to_json(nlohmann::json& j, const TrainConfig& c) {
   j = nlohmann::json::object();

@@ -1,9 +1,8 @@
 #pragma once
 // Everything a training run is configured by, defined once; stored in config.json and in every
 // checkpoint.
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 
 #include "numeral/diffusion/schedule.h"
@@ -13,27 +12,27 @@ namespace numeral {
 
 // How `numeral train` optimises.
 struct TrainConfig {
-  std::string data = "mnist";      // mnist, fashion-mnist or a directory of IDX files
-  double val_fraction = 0.2;       // held out when the data has no test split
-  uint64_t split_seed = 0;         // seed of that split
-  int64_t limit = 0;               // use only the first N training images (0 = all)
-  int64_t val_samples = 1000;      // held-out images for the validation loss (0 = all)
-  int64_t epochs = 10;             // passes over the training images
-  int64_t max_steps = 0;           // stop after this many optimiser steps (0 = no limit)
-  int64_t batch_size = 64;         // images per step (small data: more steps per epoch)
-  std::string optimizer = "adamw";  // adam | adamw
-  double lr = 2e-3;                // peak learning rate
-  double lr_min = 1e-5;            // learning rate at the end of the decay
+  std::string data = "mnist";          // mnist, fashion-mnist or a directory of IDX files
+  double val_fraction = 0.2;           // held out when the data has no test split
+  uint64_t split_seed = 0;             // seed of that split
+  int64_t limit = 0;                   // use only the first N training images (0 = all)
+  int64_t val_samples = 1000;          // held-out images for the validation loss (0 = all)
+  int64_t epochs = 10;                 // passes over the training images
+  int64_t max_steps = 0;               // stop after this many optimiser steps (0 = no limit)
+  int64_t batch_size = 64;             // images per step (small data: more steps per epoch)
+  std::string optimizer = "adamw";     // adam | adamw
+  double lr = 2e-3;                    // peak learning rate
+  double lr_min = 1e-5;                // learning rate at the end of the decay
   std::string lr_schedule = "cosine";  // cosine | linear | constant (after warm-up)
-  int64_t warmup_steps = 300;      // linear warm-up from 0 to lr
-  double weight_decay = 0.0;       // AdamW decoupled weight decay
-  double grad_clip = 1.0;          // clip the global gradient norm (0 = off)
-  double ema_decay = 0.999;        // EMA decay, warmed up as min(decay, (1+n)/(10+n))
-  double cond_drop_prob = 0.1;     // probability of masking a label (classifier-free guidance)
-  uint64_t seed = 0;               // seeds initialisation, data order and noise
-  int64_t checkpoint_every = 0;    // also checkpoint every N steps (0 = each epoch and the end)
-  int64_t preview_every = 0;       // write a sample grid every N epochs (0 = off)
-  bool bf16 = false;               // bfloat16 autocast on CUDA
+  int64_t warmup_steps = 300;          // linear warm-up from 0 to lr
+  double weight_decay = 0.0;           // AdamW decoupled weight decay
+  double grad_clip = 1.0;              // clip the global gradient norm (0 = off)
+  double ema_decay = 0.999;            // EMA decay, warmed up as min(decay, (1+n)/(10+n))
+  double cond_drop_prob = 0.1;         // probability of masking a label (classifier-free guidance)
+  uint64_t seed = 0;                   // seeds initialisation, data order and noise
+  int64_t checkpoint_every = 0;        // also checkpoint every N steps (0 = each epoch and the end)
+  int64_t preview_every = 0;           // write a sample grid every N epochs (0 = off)
+  bool bf16 = false;                   // bfloat16 autocast on CUDA
 
   // Throws numeral::Error naming the field when a value is out of range.
   void validate() const;

@@ -66,9 +66,8 @@ class AutocastGuard {
 }  // namespace
 
 void to_json(nlohmann::json& j, const EpochStats& s) {
-  j = nlohmann::json{{"epoch", s.epoch},           {"step", s.step},
-                     {"train_loss", s.train_loss}, {"val_loss", s.val_loss},
-                     {"lr", s.lr},                 {"images_per_s", s.images_per_s},
+  j = nlohmann::json{{"epoch", s.epoch},        {"step", s.step}, {"train_loss", s.train_loss},
+                     {"val_loss", s.val_loss},  {"lr", s.lr},     {"images_per_s", s.images_per_s},
                      {"elapsed_s", s.elapsed_s}};
 }
 
@@ -115,15 +114,16 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
   // The whole training set lives on the device as one tensor; batches are index_selects.
   train_x_ = to_model_range(images).to(device);
   train_y_ = labels.to(device);
-  const int64_t n_val = tc.val_samples > 0 ? std::min(tc.val_samples, data_.val.size())
-                                           : data_.val.size();
+  const int64_t n_val =
+      tc.val_samples > 0 ? std::min(tc.val_samples, data_.val.size()) : data_.val.size();
   NUMERAL_CHECK(n_val > 0, "data '{}' has no held-out images for the validation loss", tc.data);
   val_x_ = to_model_range(data_.val.images.slice(0, 0, n_val)).to(device);
   val_y_ = data_.val.labels.slice(0, 0, n_val).to(device);
   {
     auto val_gen = at::detail::createCPUGenerator(tc.seed + 7919);
     val_t_ = torch::randint(0, config_.diffusion.timesteps, {n_val}, val_gen,
-                            torch::TensorOptions().dtype(torch::kLong)).to(device);
+                            torch::TensorOptions().dtype(torch::kLong))
+                 .to(device);
     val_noise_ = torch::randn(val_x_.sizes(), val_gen).to(device);
   }
 
@@ -334,8 +334,8 @@ TrainResult Trainer::run() {
       if (!device.is_cuda() || step_ % kSyncEvery == 0) flush_loss();
       epoch_images += b;
       if (epoch_loss_count_ > 0) {
-        bar.update(i + 1, fmt::format("loss {:.4f} lr {:.2e}",
-                                      epoch_loss_sum_ / epoch_loss_count_, lr));
+        bar.update(i + 1,
+                   fmt::format("loss {:.4f} lr {:.2e}", epoch_loss_sum_ / epoch_loss_count_, lr));
       }
       if (tc.checkpoint_every > 0 && step_ % tc.checkpoint_every == 0 && i + 1 < last) {
         flush_loss();
@@ -366,10 +366,10 @@ TrainResult Trainer::run() {
     elapsed_before_ = stats.elapsed_s;
     write_log();
     save_checkpoint_now();
-    print(fmt::format("epoch {:>3} step {:>6}  train {:.4f}  val {:.4f}  lr {:.2e}  {:.1f} img/s  {}",
-                      stats.epoch, stats.step,
-                      stats.train_loss, stats.val_loss, stats.lr, stats.images_per_s,
-                      format_duration(stats.elapsed_s)));
+    print(
+        fmt::format("epoch {:>3} step {:>6}  train {:.4f}  val {:.4f}  lr {:.2e}  {:.1f} img/s  {}",
+                    stats.epoch, stats.step, stats.train_loss, stats.val_loss, stats.lr,
+                    stats.images_per_s, format_duration(stats.elapsed_s)));
     if (options_.on_epoch) options_.on_epoch(stats);
     model_->train();
   }
@@ -385,8 +385,7 @@ torch::Tensor drop_labels(const torch::Tensor& labels, double p, at::Generator& 
   return labels.masked_fill(drop, kNullLabel);
 }
 
-TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device,
-                                bool ema) {
+TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device, bool ema) {
   TrainedModel m;
   m.path = resolve_checkpoint_path(path);
   const Checkpoint c = load_checkpoint(m.path, "diffusion");

@@ -33,10 +33,10 @@ void from_json(const nlohmann::json& j, EpochStats& s);
 
 // How to run the trainer (not part of the stored config).
 struct TrainerOptions {
-  std::filesystem::path run_dir;           // config.json, log.jsonl, checkpoint.safetensors
+  std::filesystem::path run_dir;  // config.json, log.jsonl, checkpoint.safetensors
   torch::Device device = torch::kCPU;
-  bool resume = false;                     // continue from run_dir's checkpoint
-  const std::atomic<bool>* stop = nullptr;  // set (e.g. by Ctrl-C) to checkpoint and stop
+  bool resume = false;                            // continue from run_dir's checkpoint
+  const std::atomic<bool>* stop = nullptr;        // set (e.g. by Ctrl-C) to checkpoint and stop
   std::function<void(const std::string&)> print;  // status lines; null = silent
   // Called after each epoch's checkpoint (e.g. preview grids).
   std::function<void(const EpochStats&)> on_epoch;
@@ -87,8 +87,8 @@ class Trainer {
   UNet model_{nullptr}, ema_model_{nullptr};
   std::unique_ptr<EMA> ema_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  at::Generator generator_;            // t, noise and label masks
-  torch::Tensor train_x_, train_y_;    // [N, C, H, W] float in [-1, 1], [N] int64, on the device
+  at::Generator generator_;          // t, noise and label masks
+  torch::Tensor train_x_, train_y_;  // [N, C, H, W] float in [-1, 1], [N] int64, on the device
   torch::Tensor val_x_, val_y_, val_t_, val_noise_;  // the fixed validation batch
   int64_t step_ = 0;
   int64_t steps_per_epoch_ = 0;
