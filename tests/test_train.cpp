@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -77,8 +78,16 @@ TEST(Trainer, LossFallsOnATinyModel) {
   c.train.epochs = 12;  // 48 steps
   auto dir = fresh_dir("loss");
   Trainer trainer(c, options_for(dir));
+  const auto start = std::chrono::steady_clock::now();
   auto result = trainer.run();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_EQ(result.history.size(), 12u);
+  // Elapsed time is wall time: increasing, and never more than the run took.
+  for (size_t i = 1; i < result.history.size(); ++i) {
+    EXPECT_GT(result.history[i].elapsed_s, result.history[i - 1].elapsed_s);
+  }
+  EXPECT_LE(result.history.back().elapsed_s, wall + 0.5);
   EXPECT_EQ(result.steps, 48);
   const double first = result.history.front().train_loss, last = result.history.back().train_loss;
   EXPECT_LT(last, 0.6 * first) << "first " << first << " last " << last;

@@ -201,7 +201,7 @@ void Trainer::save_checkpoint_now() {
   c.state = {{"step", step_},
              {"epoch_loss_sum", epoch_loss_sum_},
              {"epoch_loss_count", epoch_loss_count_},
-             {"elapsed_s", elapsed_before_},
+             {"elapsed_s", elapsed_seconds()},
              {"history", history},
              {"val_fingerprint", data_.val_fingerprint},
              {"torch_version", fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
@@ -249,6 +249,11 @@ void Trainer::restore(const std::filesystem::path& path) {
                     step_ / steps_per_epoch_ + 1));
 }
 
+double Trainer::elapsed_seconds() const {
+  return elapsed_before_ +
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - session_start_).count();
+}
+
 void Trainer::write_log() {
   std::string lines;
   for (const auto& h : history_) lines += nlohmann::json(h).dump() + "\n";
@@ -265,11 +270,7 @@ TrainResult Trainer::run() {
   auto model_fn = [&](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
     return model_->forward(x, t, y);
   };
-  const auto session_start = std::chrono::steady_clock::now();
-  auto elapsed = [&] {
-    return elapsed_before_ +
-           std::chrono::duration<double>(std::chrono::steady_clock::now() - session_start).count();
-  };
+  session_start_ = std::chrono::steady_clock::now();
   TrainResult result;
   // Losses not yet read back from the device.
   constexpr int64_t kSyncEvery = 50;
@@ -358,12 +359,11 @@ TrainResult Trainer::run() {
     stats.val_loss = validation_loss();
     stats.lr = learning_rate(step_ - 1);
     stats.images_per_s = static_cast<double>(epoch_images) / std::max(1e-9, epoch_seconds);
-    stats.elapsed_s = elapsed();
+    stats.elapsed_s = elapsed_seconds();
     bar.finish(fmt::format("loss {:.4f} val {:.4f}", stats.train_loss, stats.val_loss));
     history_.push_back(stats);
     epoch_loss_sum_ = 0;
     epoch_loss_count_ = 0;
-    elapsed_before_ = stats.elapsed_s;
     write_log();
     save_checkpoint_now();
     print(

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -97,6 +98,9 @@ class Trainer {
   double epoch_loss_sum_ = 0;
   int64_t epoch_loss_count_ = 0;
   double elapsed_before_ = 0;  // seconds spent in earlier sessions of this run
+  std::chrono::steady_clock::time_point session_start_ = std::chrono::steady_clock::now();
+  // Wall time of the whole run so far: earlier sessions plus this one.
+  double elapsed_seconds() const;
   std::vector<EpochStats> history_;
 };
 
