@@ -5,11 +5,14 @@
 
 #include "numeral/cli.h"
 #include "numeral/common/error.h"
+#include "numeral/common/format.h"
 #include "numeral/data/dataset.h"
 #include "numeral/data/sources.h"
 #include "numeral/generate/pictures.h"
 
 namespace {
+
+using numeral::with_commas;
 
 struct DataCommandOptions {
   std::string name;                       // dataset to get: mnist or fashion-mnist
@@ -20,12 +23,6 @@ struct DataCommandOptions {
   int scale = 3;                          // grid: nearest-neighbour upscaling
   std::string out = "out/real-grid.png";  // grid: output PNG
 };
-
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n);
-  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
-  return digits;
-}
 
 std::filesystem::path resolve_root(const std::string& root) {
   numeral::DataOptions options;

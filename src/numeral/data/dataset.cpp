@@ -33,12 +33,6 @@ std::vector<std::string> digit_class_names() {
 }
 
 // 60000 -> "60,000".
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n < 0 ? -n : n);
-  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
-  return n < 0 ? "-" + digits : digits;
-}
-
 // The first regular file named <prefix>-<kind>{-,.}idx<d>-ubyte[.gz] in dir, or "".
 fs::path find_file(const fs::path& dir, std::initializer_list<const char*> prefixes,
                    const char* kind, std::initializer_list<const char*> idx_dims) {

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "numeral/common/error.h"
+#include "numeral/common/format.h"
 #include "numeral/common/fs.h"
 #include "numeral/data/dataset.h"
 #include "numeral/data/idx.h"
@@ -40,12 +41,6 @@ constexpr const char* kNpmVersion = "1.1.0";
 constexpr int64_t kImageSide = 28;
 constexpr int64_t kImagePixels = kImageSide * kImageSide;
 constexpr uint64_t kNpmShuffleSeed = 0;
-
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n);
-  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
-  return digits;
-}
 
 std::string shell_quote(const std::string& s) {
   std::string out = "'";

@@ -45,12 +45,6 @@ std::string pct(const nlohmann::json& v) {
   return fmt_num(v, "{:.2f}%", 100.0);
 }
 
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n < 0 ? -n : n);
-  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
-  return (n < 0 ? "-" : "") + digits;
-}
-
 nlohmann::json accuracy_json(const AccuracyReport& a) {
   return {{"overall", number(a.overall)},
           {"per_class", numbers(a.per_class)},
