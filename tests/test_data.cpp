@@ -22,56 +22,12 @@
 #include "numeral/data/dataset.h"
 #include "numeral/data/idx.h"
 #include "numeral/data/sources.h"
-#include "test_paths.h"
+#include "test_util.h"
 
 namespace numeral {
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            fmt::format("numeral_test_data_{}_{}_{:x}", ::getpid(), counter++, rd());
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
-
-// The message of the numeral::Error that `f` throws, or "" (and a test failure) if it does not.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message;
-    return message;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw a non-numeral exception: " << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a numeral::Error";
-  return "";
-}
-
-#define EXPECT_ERROR(statement, ...)                                                   \
-  do {                                                                                 \
-    const std::string message_ = error_of([&] { statement; });                         \
-    for (const std::string& part_ : std::initializer_list<std::string>{__VA_ARGS__}) { \
-      EXPECT_NE(message_.find(part_), std::string::npos)                               \
-          << "message '" << message_ << "' lacks '" << part_ << "'";                   \
-    }                                                                                  \
-  } while (false)
+using namespace test;
 
 void write_bytes(const fs::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
@@ -696,39 +652,22 @@ TEST(Sources, UnwritableRootLeavesNothingBehind) {
 // ---------------------------------------------------------------------------------------------
 // The CLI
 
-struct CommandResult {
-  int status = -1;
-  std::string output;
-};
-
-CommandResult run_cli(const std::string& args) {
-  TempDir tmp;
-  const fs::path out = tmp / "output.txt";
-  const std::string command =
-      fmt::format("'{}' {} > '{}' 2>&1", NUMERAL_CLI_PATH, args, out.string());
-  CommandResult result;
-  result.status = std::system(command.c_str());
-  result.output = read_bytes(out);
-  return result;
-}
-
 TEST(Cli, DataGetUnknownNameFailsWithOneLine) {
-  if (!fs::exists(NUMERAL_CLI_PATH)) GTEST_SKIP() << NUMERAL_CLI_PATH << " is not built";
-  const CommandResult result = run_cli("data get nosuch");
-  EXPECT_NE(result.status, 0);
-  EXPECT_EQ(std::count(result.output.begin(), result.output.end(), '\n'), 1) << result.output;
-  EXPECT_NE(result.output.find("numeral: error: unknown dataset 'nosuch'"), std::string::npos)
-      << result.output;
+  SKIP_WITHOUT_CLI();
+  const CliResult result = run_cli("data get nosuch");
+  EXPECT_EQ(result.rc, 1);
+  EXPECT_EQ(result.err_lines(), 1) << result.err;
+  EXPECT_TRUE(contains(result.err, "numeral: error: unknown dataset 'nosuch'")) << result.err;
 }
 
 TEST(Cli, DataListShowsADataset) {
-  if (!fs::exists(NUMERAL_CLI_PATH)) GTEST_SKIP() << NUMERAL_CLI_PATH << " is not built";
+  SKIP_WITHOUT_CLI();
   TempDir tmp;
   write_split(tmp / "mnist", "train", 12);
-  const CommandResult result = run_cli(fmt::format("data list --root '{}'", tmp.path().string()));
-  EXPECT_EQ(result.status, 0) << result.output;
-  EXPECT_NE(result.output.find("mnist"), std::string::npos) << result.output;
-  EXPECT_NE(result.output.find("12"), std::string::npos) << result.output;
+  const CliResult result = run_cli(fmt::format("data list --root '{}'", tmp.path().string()));
+  EXPECT_EQ(result.rc, 0) << result.err;
+  EXPECT_TRUE(contains(result.out, "mnist")) << result.out;
+  EXPECT_TRUE(contains(result.out, "12")) << result.out;
 }
 
 }  // namespace

@@ -195,6 +195,26 @@ TEST(Guidance, FormulaAndOneBatchedPass) {
   EXPECT_THROW(classifier_free_guidance(model, labels, std::nan("")), Error);
 }
 
+TEST(InChunks, SameOutputAsOneCallWithBoundedCalls) {
+  std::vector<int64_t> call_sizes;
+  // A per-image model whose output depends on x, t and the label, so any misrouting shows.
+  ModelFn model = [&](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+    call_sizes.push_back(x.size(0));
+    return x * t.to(torch::kFloat).view({-1, 1, 1, 1}) + y.to(torch::kFloat).view({-1, 1, 1, 1});
+  };
+  torch::manual_seed(1);
+  const auto x = torch::randn({7, 1, 3, 3});
+  const auto t = torch::arange(7, torch::kLong), y = torch::tensor({3, 1, 4, 1, 5, 9, -1});
+  const auto reference = model(x, t, y);
+  call_sizes.clear();
+  EXPECT_TRUE(torch::equal(in_chunks(model, 3)(x, t, y), reference));
+  EXPECT_EQ(call_sizes, (std::vector<int64_t>{3, 3, 1}));
+  call_sizes.clear();
+  EXPECT_TRUE(torch::equal(in_chunks(model, 7)(x, t, y), reference));
+  EXPECT_TRUE(torch::equal(in_chunks(model, 0)(x, t, y), reference));  // 0: one call
+  EXPECT_EQ(call_sizes, (std::vector<int64_t>{7, 7}));
+}
+
 // A denoiser that knows x_0 returns the true noise of any x_t.
 Denoiser oracle_denoiser(const NoiseSchedule& s, const torch::Tensor& x0) {
   return [&s, x0](const torch::Tensor& x, const torch::Tensor& t) {

@@ -25,50 +25,12 @@
 #include "numeral/eval/metrics.h"
 #include "numeral/eval/popout.h"
 #include "numeral/io/checkpoint.h"
-#include "test_paths.h"
+#include "test_util.h"
 
 namespace numeral {
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ =
-        fs::temp_directory_path() / fmt::format("numeral_test_eval_{}_{}", ::getpid(), counter++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
-
-// The message of the numeral::Error that `f` throws, or "" (and a test failure) if it does not.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message;
-    return message;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw a non-numeral exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "did not throw";
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using namespace test;
 
 FeatureStats diagonal_stats(const std::vector<double>& mean, const std::vector<double>& var) {
   FeatureStats s;
@@ -685,53 +647,35 @@ TEST(Popout, RunsTheSamplerAndRecordsEveryStep) {
 // ---------------------------------------------------------------------------------------------
 // The CLI
 
-struct CliResult {
-  int status = 0;
-  std::string output;
-};
-
-CliResult run_cli(const std::string& args) {
-  TempDir dir;
-  const fs::path out = dir / "output.txt";
-  const std::string command =
-      fmt::format("'{}' {} > '{}' 2>&1", NUMERAL_CLI_PATH, args, out.string());
-  CliResult result;
-  result.status = std::system(command.c_str());
-  result.output = read_file(out);
-  return result;
-}
-
 TEST(Cli, ClassifierTrainWithABadFlagFails) {
-  if (!fs::exists(NUMERAL_CLI_PATH)) GTEST_SKIP() << NUMERAL_CLI_PATH << " is not built";
+  SKIP_WITHOUT_CLI();
   const CliResult r = run_cli("classifier train --no-such-flag");
-  EXPECT_NE(r.status, 0);
-  EXPECT_TRUE(contains(r.output, "no-such-flag")) << r.output;
+  EXPECT_NE(r.rc, 0);
+  EXPECT_EQ(r.err_lines(), 1) << r.err;
+  EXPECT_TRUE(contains(r.err, "no-such-flag")) << r.err;
   const CliResult bad_value = run_cli("classifier train --epochs 0 --out /tmp/numeral-never");
-  EXPECT_NE(bad_value.status, 0);
-  EXPECT_TRUE(contains(bad_value.output, "--epochs 0")) << bad_value.output;
+  EXPECT_NE(bad_value.rc, 0);
+  EXPECT_EQ(bad_value.err_lines(), 1) << bad_value.err;
+  EXPECT_TRUE(contains(bad_value.err, "--epochs 0")) << bad_value.err;
 }
 
 TEST(Cli, EvalBadInputsFailWithOneLine) {
-  if (!fs::exists(NUMERAL_CLI_PATH)) GTEST_SKIP() << NUMERAL_CLI_PATH << " is not built";
+  SKIP_WITHOUT_CLI();
   TempDir dir;
-  const CliResult missing =
-      run_cli(fmt::format("eval --checkpoint '{}' --classifier '{}'", (dir / "no-run").string(),
-                          (dir / "no-clf").string()));
-  EXPECT_NE(missing.status, 0);
-  EXPECT_TRUE(contains(missing.output, "numeral: error:")) << missing.output;
-  EXPECT_TRUE(contains(missing.output, "no-clf")) << missing.output;
-
-  const CliResult no_labels =
-      run_cli(fmt::format("eval --images '{}' --classifier '{}'", (dir / "x.idx").string(), "clf"));
-  EXPECT_NE(no_labels.status, 0);
-  EXPECT_TRUE(contains(no_labels.output, "--labels")) << no_labels.output;
-
-  const CliResult neither = run_cli("eval --classifier clf");
-  EXPECT_NE(neither.status, 0);
-  EXPECT_TRUE(contains(neither.output, "--checkpoint")) << neither.output;
-
-  const CliResult popout = run_cli("eval popout --classifier clf");
-  EXPECT_NE(popout.status, 0);  // --checkpoint is required
+  const auto expect_error = [](const CliResult& r, const std::string& part) {
+    EXPECT_NE(r.rc, 0);
+    EXPECT_EQ(r.err_lines(), 1) << r.err;
+    EXPECT_TRUE(contains(r.err, "numeral: error:")) << r.err;
+    EXPECT_TRUE(contains(r.err, part)) << r.err;
+  };
+  expect_error(run_cli(fmt::format("eval --checkpoint '{}' --classifier '{}'",
+                                   (dir / "no-run").string(), (dir / "no-clf").string())),
+               "no-clf");
+  expect_error(
+      run_cli(fmt::format("eval --images '{}' --classifier '{}'", (dir / "x.idx").string(), "clf")),
+      "--labels");
+  expect_error(run_cli("eval --classifier clf"), "--checkpoint");
+  expect_error(run_cli("eval popout --classifier clf"), "--checkpoint");  // it is required
 }
 
 }  // namespace

@@ -27,32 +27,12 @@
 #include "numeral/io/checkpoint.h"
 #include "numeral/io/image.h"
 #include "numeral/train/trainer.h"
-#include "test_paths.h"
+#include "test_util.h"
 
 namespace numeral {
 namespace {
 
-namespace fs = std::filesystem;
-
-// A fresh directory under the system temp dir, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("numeral_test_generate_" + std::to_string(::getpid()) +
-                                         "_" + std::to_string(counter_++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
+using namespace test;
 
 // The tiny configuration every model test uses: 28x28 grey, widths {8, 16}, T = 10.
 RunConfig tiny_config() {
@@ -303,6 +283,30 @@ TEST(Generate, BatchesMatchGenerate) {
   EXPECT_TRUE(torch::equal(torch::cat(parts), whole));
   EXPECT_TRUE(torch::equal(generate_batch(m.model, m.diffusion, labels.slice(0, 3, 6), o, 1),
                            whole.slice(0, 3, 6)));
+}
+
+TEST(Generate, ForwardBatchChangesTheSpeedNotTheImages) {
+  const TinyModel m = tiny_model();
+  const auto labels = torch::tensor({0, 1, 2, 3, 4, 5, 6}, torch::kLong);
+  GenerateOptions o = fast_options(9);
+  o.guidance = 1.0;  // 14 images per network call when whole
+  o.forward_batch = 14;
+  const auto whole = generate(m.model, m.diffusion, labels, o);
+  for (int64_t forward_batch : {1, 4, 0}) {
+    o.forward_batch = forward_batch;
+    const auto chunked = generate(m.model, m.diffusion, labels, o);
+    // Float rounding differs with the call size and grows over the steps; 1e-3 is an eighth of
+    // one grey level (2 / 255) in the [-1, 1] range.
+    EXPECT_TRUE(torch::allclose(chunked, whole, /*rtol=*/0, /*atol=*/1e-3))
+        << "forward_batch " << forward_batch << ": max difference "
+        << (chunked - whole).abs().max().item<float>();
+  }
+  EXPECT_EQ(GenerateOptions{}.resolved_forward_batch(torch::kCPU), kCpuForwardBatch);
+  EXPECT_EQ(GenerateOptions{}.resolved_forward_batch(torch::Device("cuda:0")), 0);
+  o.forward_batch = 5;
+  EXPECT_EQ(o.resolved_forward_batch(torch::Device("cuda:0")), 5);
+  o.forward_batch = -1;
+  EXPECT_ERROR(generate(m.model, m.diffusion, labels, o), "--forward-batch -1");
 }
 
 TEST(Generate, TrajectoryEndsWithWhatSampleMakes) {
@@ -556,24 +560,6 @@ TEST(Request, ClassesAndOutputs) {
 // ---------------------------------------------------------------------------------------------
 // The commands, through the CLI binary.
 
-struct CliResult {
-  int rc = -1;
-  std::string out, err;
-  int err_lines() const { return static_cast<int>(std::count(err.begin(), err.end(), '\n')); }
-};
-
-CliResult run_cli(const std::string& args, const fs::path& dir) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string command =
-      fmt::format("'{}' {} >'{}' 2>'{}'", NUMERAL_CLI_PATH, args, out.string(), err.string());
-  const int status = std::system(command.c_str());
-  CliResult r;
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = read_file(out);
-  r.err = read_file(err);
-  return r;
-}
-
 class Cli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -721,6 +707,8 @@ TEST_F(Cli, BadArgumentsGiveOneLineAndNonZeroExit) {
       {"trajectory " + ck + " --frames 1", "--frames 1"},
       {"trajectory " + ck + " --digit 12", "--digit 12"},
       {"sweep " + ck + " --steps 0", "--steps 0"},
+      {"sample " + ck + " --forward-batch -1", "--forward-batch"},
+      {"sample " + ck + " --batch-size 0", "--batch-size"},
       {"noise --checkpoint '" + (dir() / "nope").string() + "'", "no such checkpoint"},
       {"noise " + ck + " --schedule linear", "--schedule"},
       {"noise --fractions 0,1.5", "--fractions"},

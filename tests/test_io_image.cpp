@@ -13,31 +13,12 @@
 #include "numeral/common/fs.h"
 #include "numeral/io/image.h"
 #include "numeral/io/plot.h"
+#include "test_util.h"
 
 namespace numeral {
 namespace {
 
-namespace fs = std::filesystem;
-
-// A fresh directory under the system temp dir, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() /
-            ("numeral_test_io_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
+using namespace test;
 
 Image random_image(int width, int height, int channels, int seed) {
   Image image(width, height, channels, 0);

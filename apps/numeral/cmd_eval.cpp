@@ -63,8 +63,7 @@ void add_common(CLI::App& sub, EvalCommon& c, bool required) {
   if (required) checkpoint->required(), classifier->required();
   add_sampler_options(sub, c.generate.sampler);
   sub.add_option("--seed", c.generate.seed, "seed of the generated digits")->capture_default_str();
-  sub.add_option("--batch-size", c.generate.batch_size, "images per forward pass")
-      ->capture_default_str();
+  add_generate_options(sub, c.generate);
   sub.add_option("--out", c.out, "where the reports go (default <run dir>/eval)");
   add_runtime_options(sub, c.runtime);
 }

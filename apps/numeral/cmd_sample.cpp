@@ -15,6 +15,7 @@
 #include "numeral/generate/request.h"
 #include "numeral/train/trainer.h"
 #include "options.h"
+#include "sampling.h"
 
 namespace numeral::cli {
 namespace {
@@ -38,12 +39,8 @@ void run(SampleCommand& cmd, CLI::App& app) {
                 "--unconditional and --digit exclude each other");
   NUMERAL_CHECK(!(cmd.unconditional && app.count("--w")),
                 "--w needs class labels; drop it with --unconditional");
-  configure_threads(cmd.runtime.threads);
-  const torch::Device device = select_device(cmd.runtime.device);
-  const TrainedModel trained = load_trained_model(cmd.checkpoint, device);
-  const int64_t T = trained.diffusion->T();
-  sampler.validate(T);
-  const auto classes = resolve_classes(cmd.digits, trained.config.model.num_classes);
+  const auto [device, trained, T, classes] =
+      open_for_sampling(cmd.runtime, cmd.checkpoint, sampler, cmd.digits);
   const auto labels = cmd.unconditional
                           ? torch::full({cmd.per_digit * static_cast<int64_t>(classes.size())},
                                         kNullLabel, torch::kLong)
@@ -148,10 +145,7 @@ const bool kRegistered = register_command(/*order=*/50, [](CLI::App& app) {
   sub->add_option("--seed", cmd->generate.seed,
                   "same seed, checkpoint and options: the same images on any device")
       ->capture_default_str();
-  sub->add_option("--batch-size", cmd->generate.batch_size,
-                  "images per forward pass (changing it changes which noise each image gets)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  add_generate_options(*sub, cmd->generate);
   add_sampler_options(*sub, cmd->generate.sampler);
   const char* outputs = "Outputs";
   sub->add_option("--grid", cmd->grid,

@@ -12,6 +12,7 @@
 #include "numeral/generate/request.h"
 #include "numeral/train/trainer.h"
 #include "options.h"
+#include "sampling.h"
 
 namespace numeral::cli {
 namespace {
@@ -33,12 +34,8 @@ void run(SweepCommand& cmd, CLI::App& app) {
   for (double w : cmd.weights) {
     NUMERAL_CHECK(std::isfinite(w), "--w {}: expected finite numbers", w);
   }
-  configure_threads(cmd.runtime.threads);
-  const torch::Device device = select_device(cmd.runtime.device);
-  const TrainedModel trained = load_trained_model(cmd.checkpoint, device);
-  const int64_t T = trained.diffusion->T();
-  sampler.validate(T);
-  const auto classes = resolve_classes(cmd.digits, trained.config.model.num_classes);
+  const auto [device, trained, T, classes] =
+      open_for_sampling(cmd.runtime, cmd.checkpoint, sampler, cmd.digits);
   check_output_path(cmd.out, "--out");
   const auto labels = repeat_labels(classes, cmd.per_digit);
 
@@ -86,9 +83,7 @@ const bool kRegistered = register_command(/*order=*/56, [](CLI::App& app) {
       ->check(CLI::Range(1, 32));
   sub->add_option("--seed", cmd->generate.seed, "noise seed, shared by every block")
       ->capture_default_str();
-  sub->add_option("--batch-size", cmd->generate.batch_size, "images per forward pass")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  add_generate_options(*sub, cmd->generate);
   add_sampler_options(*sub, cmd->generate.sampler);
   sub->add_option("--out,-o", cmd->out, "PNG to write")->capture_default_str();
   sub->add_option("--scale", cmd->scale, "upscaling factor (nearest neighbour)")

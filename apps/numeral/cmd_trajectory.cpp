@@ -13,6 +13,7 @@
 #include "numeral/generate/request.h"
 #include "numeral/train/trainer.h"
 #include "options.h"
+#include "sampling.h"
 
 namespace numeral::cli {
 namespace {
@@ -33,12 +34,8 @@ void run(TrajectoryCommand& cmd, CLI::App& app) {
   auto& sampler = cmd.generate.sampler;
   NUMERAL_CHECK(cmd.frames >= 2, "--frames {}: expected at least 2 (pure noise and the result)",
                 cmd.frames);
-  configure_threads(cmd.runtime.threads);
-  const torch::Device device = select_device(cmd.runtime.device);
-  const TrainedModel trained = load_trained_model(cmd.checkpoint, device);
-  const int64_t T = trained.diffusion->T();
-  sampler.validate(T);
-  const auto classes = resolve_classes(cmd.digits, trained.config.model.num_classes);
+  const auto [device, trained, T, classes] =
+      open_for_sampling(cmd.runtime, cmd.checkpoint, sampler, cmd.digits);
   check_output_path(cmd.out, "--out");
   if (!cmd.gif.empty()) check_output_path(cmd.gif, "--gif");
   // Batch 0 of `numeral sample` with its default batch size: the same noise, the same images.

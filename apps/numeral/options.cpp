@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include <fmt/core.h>
+
 namespace numeral::cli {
 
 void add_model_options(CLI::App& c, UNetConfig& m) {
@@ -130,6 +132,20 @@ void add_sampler_options(CLI::App& c, SamplerOptions& s) {
       ->capture_default_str()
       ->group(group);
   c.add_flag("!--no-clip", s.clip_x0, "do not clamp the x_0 estimate to [-1, 1]")->group(group);
+}
+
+void add_generate_options(CLI::App& c, GenerateOptions& g) {
+  c.add_option("--batch-size", g.batch_size,
+               "images sampled together; batch b's noise is seeded by (seed, b), so changing it "
+               "changes the images")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  c.add_option("--forward-batch", g.forward_batch,
+               fmt::format("images per network call (0 = auto: {} on a CPU, whole batches on a "
+                           "GPU); changes the speed, not the images",
+                           kCpuForwardBatch))
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 }
 
 }  // namespace numeral::cli

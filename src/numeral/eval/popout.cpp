@@ -103,11 +103,11 @@ PopoutResult popout(const TrainedModel& model, DigitClassifier& classifier, int6
   UNet unet = model.model;  // a handle to the same module, usable non-const
   unet->eval();
   const auto device = unet->parameters().front().device();
-  const ModelFn eps = eps_model(unet, model.diffusion);
+  const ModelFn eps = sampling_model(unet, model.diffusion, options);
   for (int64_t first = 0, b = 0; first < n; first += options.batch_size, ++b) {
     const int64_t last = std::min(n, first + options.batch_size);
     // The same seeding as generate(): these trajectories end in the images it would make.
-    auto gen = make_generator(options.seed * 1000003ULL + static_cast<uint64_t>(b));
+    auto gen = make_generator(batch_seed(options.seed, b));
     const auto y_cpu = labels.slice(0, first, last);
     const auto y = y_cpu.to(device);
     const auto x_T =

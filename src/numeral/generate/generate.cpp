@@ -10,6 +10,17 @@ uint64_t batch_seed(uint64_t seed, int64_t batch) {
   return seed * 1000003ULL + static_cast<uint64_t>(batch);
 }
 
+int64_t GenerateOptions::resolved_forward_batch(const torch::Device& device) const {
+  if (forward_batch > 0) return forward_batch;
+  return device.is_cpu() ? kCpuForwardBatch : 0;
+}
+
+ModelFn sampling_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
+                       const GenerateOptions& options) {
+  const auto device = model->parameters().front().device();
+  return in_chunks(eps_model(model, std::move(diffusion)), options.resolved_forward_batch(device));
+}
+
 torch::Tensor generate_batch(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
                              const torch::Tensor& labels, const GenerateOptions& options,
                              int64_t batch) {
@@ -28,7 +39,7 @@ torch::Tensor generate_batch(UNet model, std::shared_ptr<GaussianDiffusion> diff
   const auto x_T =
       randn_on({labels.size(0), cfg.image_channels, cfg.image_size, cfg.image_size}, gen, device);
   const Denoiser denoiser =
-      classifier_free_guidance(eps_model(model, diffusion), y, options.guidance);
+      classifier_free_guidance(sampling_model(model, diffusion, options), y, options.guidance);
   return sample(diffusion->schedule_f64(), denoiser, x_T, options.sampler, gen)
       .clamp(-1, 1)
       .to(torch::kCPU);
@@ -42,6 +53,8 @@ void generate_batches(
                 "generate: expected a non-empty [N] label tensor");
   NUMERAL_CHECK(options.batch_size >= 1, "--batch-size {}: expected at least 1",
                 options.batch_size);
+  NUMERAL_CHECK(options.forward_batch >= 0, "--forward-batch {}: expected 0 (auto) or more",
+                options.forward_batch);
   const int64_t n = labels.size(0);
   for (int64_t start = 0, b = 0; start < n; start += options.batch_size, ++b) {
     const int64_t end = std::min(n, start + options.batch_size);

@@ -14,10 +14,23 @@ namespace numeral {
 // How to generate: the sampler, the guidance weight and the seed.
 struct GenerateOptions {
   SamplerOptions sampler;
-  double guidance = 0.0;     // w: eps = (1 + w) eps(y) - w eps(null); 0 = plain conditional
-  uint64_t seed = 0;         // same seed, checkpoint and options: the same images
-  int64_t batch_size = 256;  // images per forward pass (guidance doubles it)
+  double guidance = 0.0;      // w: eps = (1 + w) eps(y) - w eps(null); 0 = plain conditional
+  uint64_t seed = 0;          // same seed, checkpoint and options: the same images
+  int64_t batch_size = 256;   // images sampled together; batch b's noise is seeded by (seed, b)
+  int64_t forward_batch = 0;  // images per network call (guidance doubles a batch); 0 = auto
+
+  // forward_batch as used on `device`: the option, or when 0, kCpuForwardBatch on a CPU (whose
+  // cache a larger call overflows) and the whole batch on an accelerator (0).
+  int64_t resolved_forward_batch(const torch::Device& device) const;
 };
+
+// The network call size auto-selected on a CPU: the fastest on a 2-core AVX2 machine (bench_unet).
+constexpr int64_t kCpuForwardBatch = 32;
+
+// The model as generate() calls it: predicted noise, options.resolved_forward_batch images per
+// call. The images do not depend on the call size beyond float rounding.
+ModelFn sampling_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
+                       const GenerateOptions& options);
 
 // Generates one image per label (kNullLabel = unconditional) with the model's noise
 // prediction. Batch b draws its noise from a generator seeded by (seed, b), so results do not
