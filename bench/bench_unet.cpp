@@ -1,6 +1,7 @@
-// Throughput of the hot paths on this machine: one training step (forward, backward, AdamW) and one
-// sampling step (forward under no_grad, with guidance's doubled batch) of the U-Net, for a few
-// widths. Reports images per second; run with --benchmark_filter to pick.
+// Throughput of the hot paths on this machine, for a few U-Net widths: one training step (forward,
+// backward, AdamW) and one sampling step (one network call under no_grad, half conditional and
+// half null labels as guidance makes them). Reports images per second; pick with
+// --benchmark_filter.
 //   ./build/bench_unet --benchmark_min_time=5
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
@@ -58,20 +59,22 @@ void BM_SampleStep(benchmark::State& state) {
   torch::set_num_threads(static_cast<int>(state.range(2)));
   torch::manual_seed(0);
   const auto config = config_for(state.range(0));
-  const int64_t batch = state.range(1);
+  const int64_t call = state.range(1);  // images per network call: --forward-batch
   UNet model(config);
   model->eval();
   torch::NoGradGuard no_grad;
-  auto x = torch::randn({2 * batch, 1, 28, 28});  // guidance: conditional and null halves
-  auto t = torch::full({2 * batch}, 50, torch::kLong);
-  auto labels = torch::cat({torch::randint(0, 10, {batch}, torch::kLong),
-                            torch::full({batch}, kNullLabel, torch::kLong)});
+  auto x = torch::randn({call, 1, 28, 28});
+  auto t = torch::full({call}, 50, torch::kLong);
+  // Guidance's layout: conditional labels, then as many null labels.
+  auto labels = torch::cat({torch::randint(0, 10, {call - call / 2}, torch::kLong),
+                            torch::full({call / 2}, kNullLabel, torch::kLong)});
   for (auto _ : state) benchmark::DoNotOptimize(model->forward(x, t, labels));
   state.counters["img_steps/s"] = benchmark::Counter(
-      static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
+      static_cast<double>(call * state.iterations()), benchmark::Counter::kIsRate);
 }
 
-// Args: {widths (0 = 64,64,128; 1 = 32,64,128; 2 = 32,32,64), batch, threads}.
+// Args: {widths (0 = 64,64,128; 1 = 32,64,128; 2 = 32,32,64), batch, threads}. The sampling
+// step's batch is the network call size, which picks kCpuForwardBatch (generate/generate.h).
 BENCHMARK(BM_TrainStep)
     ->ArgsProduct({{0, 1, 2}, {128}, {2}})
     ->Args({2, 64, 2})
@@ -79,7 +82,7 @@ BENCHMARK(BM_TrainStep)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_SampleStep)
-    ->ArgsProduct({{0, 2}, {100}, {2}})
+    ->ArgsProduct({{0, 2}, {8, 16, 32, 64, 128, 512}, {2}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -14,8 +14,8 @@ using ModelFn = std::function<torch::Tensor(const torch::Tensor& x_t, const torc
                                             const torch::Tensor& labels)>;
 
 // `model` called on at most `max_batch` images at a time, the outputs concatenated: the same
-// function, whose activations fit a CPU's cache (a 2-core CPU samples 4x faster in chunks of 32
-// than in one batch of 256). max_batch <= 0 returns `model` itself.
+// function up to float rounding, whose activations stay in a CPU's cache (see kCpuForwardBatch).
+// max_batch <= 0 returns `model` itself.
 ModelFn in_chunks(ModelFn model, int64_t max_batch);
 
 // Forward diffusion, the conversions between eps, v and x_0, and the training loss.
