@@ -591,6 +591,8 @@ TEST_F(Cli, SampleWritesGridPngsAndIdx) {
   EXPECT_NE(r.out.find("6 images in"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("images/s"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("ddim"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("w=2,"), std::string::npos) << r.out;  // kDefaultGuidance without --w
+  EXPECT_EQ(kDefaultGuidance, 2.0);
   const auto labels = read_idx(out / "synth-labels-idx1-ubyte");
   EXPECT_TRUE(torch::equal(labels, torch::tensor({1, 1, 4, 4, 7, 7}).to(torch::kUInt8)));
   const auto images = read_idx(out / "synth-images-idx3-ubyte");
@@ -633,8 +635,18 @@ TEST_F(Cli, SampleGzipIdxAndUnconditional) {
       "'{}'",
       checkpoint_, (out / "u.gz").string()));
   ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_EQ(read_idx(out / "u-images-idx3-ubyte.gz").sizes(), (std::vector<int64_t>{10, 28, 28}));
+  const auto images = read_idx(out / "u-images-idx3-ubyte.gz");
+  EXPECT_EQ(images.sizes(), (std::vector<int64_t>{10, 28, 28}));
   EXPECT_FALSE(fs::exists(out / "u-labels-idx1-ubyte.gz"));  // no labels without classes
+  // Unconditional is the null-label model alone (w = 0), whatever the default guidance.
+  const TrainedModel m = load_trained_model(checkpoint_, torch::kCPU);
+  GenerateOptions o;
+  o.sampler.name = "dpm++2m";
+  o.sampler.steps = 2;
+  o.guidance = 0;
+  const auto expected =
+      generate(m.model, m.diffusion, torch::full({10}, kNullLabel, torch::kLong), o);
+  EXPECT_TRUE(torch::equal(images, from_model_range(expected).squeeze(1)));
 }
 
 TEST_F(Cli, TrajectorySweepNoiseAndPlotWritePictures) {

@@ -39,6 +39,7 @@ void run(SampleCommand& cmd, CLI::App& app) {
                 "--unconditional and --digit exclude each other");
   NUMERAL_CHECK(!(cmd.unconditional && app.count("--w")),
                 "--w needs class labels; drop it with --unconditional");
+  if (cmd.unconditional) cmd.generate.guidance = 0;  // the null label has nothing to guide toward
   const auto [device, trained, T, classes] =
       open_for_sampling(cmd.runtime, cmd.checkpoint, sampler, cmd.digits);
   const auto labels = cmd.unconditional

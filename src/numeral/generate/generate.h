@@ -11,11 +11,17 @@
 
 namespace numeral {
 
+// The guidance weight w used when none is given (numeral sample, trajectory, eval). Plain
+// conditional sampling (w = 0) is not enough for a model of the default size: the judge classifier
+// reads 81% of its digits as the digit asked for, against 99% at w = 2 (README, "Results: the
+// default configuration").
+constexpr double kDefaultGuidance = 2.0;
+
 // How to generate: the sampler, the guidance weight and the seed.
 struct GenerateOptions {
   SamplerOptions sampler;
-  double guidance = 0.0;      // w: eps = (1 + w) eps(y) - w eps(null); 0 = plain conditional
-  uint64_t seed = 0;          // same seed, checkpoint and options: the same images
+  double guidance = kDefaultGuidance;  // w: eps = (1 + w) eps(y) - w eps(null); 0 = conditional
+  uint64_t seed = 0;                   // same seed, checkpoint and options: the same images
   int64_t batch_size = 256;   // images sampled together; batch b's noise is seeded by (seed, b)
   int64_t forward_batch = 0;  // images per network call (guidance doubles a batch); 0 = auto
 
