@@ -16,25 +16,17 @@
 #include "numeral/io/safetensors.h"
 #include "numeral/train/ema.h"
 #include "numeral/train/trainer.h"
+#include "test_util.h"
 
 namespace numeral {
 namespace {
 
-namespace fs = std::filesystem;
+using namespace test;
 
-fs::path fresh_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() /
-             ("numeral-test-train-" + name + "-" +
-              std::to_string(::testing::UnitTest::GetInstance()->random_seed()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-// 80 synthetic 28x28 "digits": class c is a bright 6x6 square at a class-dependent place.
-fs::path synthetic_dataset() {
-  static const fs::path dir = [] {
-    auto d = fresh_dir("data");
+// 80 synthetic 28x28 "digits": class c is a bright 6x6 square at a class-dependent place. Written
+// once per test process, removed at exit.
+struct SyntheticDataset : TempDir {
+  SyntheticDataset() {
     const int64_t n = 80;
     auto images = torch::zeros({n, 28, 28}, torch::kByte);
     auto labels = torch::arange(n, torch::kLong).remainder(10).to(torch::kByte);
@@ -42,11 +34,14 @@ fs::path synthetic_dataset() {
       const int64_t c = i % 10, r = 2 + (c / 5) * 12, col = 2 + (c % 5) * 5;
       images[i].slice(0, r, r + 6).slice(1, col, col + 6).fill_(255);
     }
-    write_idx(d / "train-images-idx3-ubyte", images);
-    write_idx(d / "train-labels-idx1-ubyte", labels);
-    return d;
-  }();
-  return dir;
+    write_idx(*this / "train-images-idx3-ubyte", images);
+    write_idx(*this / "train-labels-idx1-ubyte", labels);
+  }
+};
+
+const fs::path& synthetic_dataset() {
+  static const SyntheticDataset dataset;
+  return dataset.path();
 }
 
 RunConfig tiny_run() {
@@ -76,7 +71,8 @@ TEST(Trainer, LossFallsOnATinyModel) {
   torch::set_num_threads(1);
   RunConfig c = tiny_run();
   c.train.epochs = 12;  // 48 steps
-  auto dir = fresh_dir("loss");
+  const TempDir scratch;
+  const fs::path& dir = scratch.path();
   Trainer trainer(c, options_for(dir));
   const auto start = std::chrono::steady_clock::now();
   auto result = trainer.run();
@@ -103,12 +99,12 @@ TEST(Trainer, LossFallsOnATinyModel) {
     EXPECT_GT(j.at("images_per_s").get<double>(), 0);
   }
   EXPECT_EQ(lines, 12);
-  fs::remove_all(dir);
 }
 
 TEST(Trainer, ResumeReproducesTheUninterruptedRun) {
   torch::set_num_threads(1);
-  auto straight_dir = fresh_dir("straight"), split_dir = fresh_dir("split");
+  const TempDir straight_scratch, split_scratch;
+  const fs::path &straight_dir = straight_scratch.path(), &split_dir = split_scratch.path();
   RunConfig c = tiny_run();
   auto straight = Trainer(c, options_for(straight_dir)).run();
   // The same run stopped after 6 steps (inside epoch 2), then resumed in a new Trainer.
@@ -126,13 +122,12 @@ TEST(Trainer, ResumeReproducesTheUninterruptedRun) {
   }
   auto a = load_checkpoint(straight_dir, "diffusion"), b = load_checkpoint(split_dir, "diffusion");
   EXPECT_TRUE(a.tensors.at("ema.out_conv2.weight").equal(b.tensors.at("ema.out_conv2.weight")));
-  fs::remove_all(straight_dir);
-  fs::remove_all(split_dir);
 }
 
 TEST(Trainer, StopFlagCheckpointsAndResumes) {
   torch::set_num_threads(1);
-  auto dir = fresh_dir("stop");
+  const TempDir scratch;
+  const fs::path& dir = scratch.path();
   std::atomic<bool> stop{true};
   TrainerOptions o = options_for(dir);
   o.stop = &stop;
@@ -143,24 +138,17 @@ TEST(Trainer, StopFlagCheckpointsAndResumes) {
   auto resumed = Trainer(tiny_run(), options_for(dir, true)).run();
   EXPECT_FALSE(resumed.interrupted);
   EXPECT_EQ(resumed.steps, 12);
-  fs::remove_all(dir);
 }
 
 TEST(Trainer, RefusesToOverwriteARun) {
-  auto dir = fresh_dir("overwrite");
+  const TempDir scratch;
+  const fs::path& dir = scratch.path();
   RunConfig c = tiny_run();
   c.train.epochs = 1;
   Trainer(c, options_for(dir)).run();
   const auto before = fs::last_write_time(dir / "checkpoint.safetensors");
-  try {
-    Trainer again(c, options_for(dir));
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("already has a checkpoint; pass --resume"),
-              std::string::npos);
-  }
+  EXPECT_ERROR(Trainer again(c, options_for(dir)), "already has a checkpoint; pass --resume");
   EXPECT_EQ(fs::last_write_time(dir / "checkpoint.safetensors"), before);
-  fs::remove_all(dir);
 }
 
 TEST(Trainer, LearningRateWarmsUpThenDecays) {
@@ -169,14 +157,14 @@ TEST(Trainer, LearningRateWarmsUpThenDecays) {
   c.train.warmup_steps = 4;
   c.train.lr = 1e-3;
   c.train.lr_min = 1e-5;
-  auto dir = fresh_dir("lr");
+  const TempDir scratch;
+  const fs::path& dir = scratch.path();
   Trainer trainer(c, options_for(dir));
   EXPECT_DOUBLE_EQ(trainer.learning_rate(0), 0.25e-3);
   EXPECT_DOUBLE_EQ(trainer.learning_rate(3), 1e-3);
   EXPECT_NEAR(trainer.learning_rate(4), 1e-3, 1e-12);
   EXPECT_NEAR(trainer.learning_rate(22), (1e-3 + 1e-5) / 2, 1e-12);  // cosine midpoint
   EXPECT_NEAR(trainer.learning_rate(40), 1e-5, 1e-12);
-  fs::remove_all(dir);
 }
 
 TEST(Trainer, LabelsAreMaskedAtTheConfiguredRate) {
@@ -228,14 +216,12 @@ TEST(EMA, DecayWarmsUpAndAverages) {
 class CheckpointFiles : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fresh_dir("ckpt");
     RunConfig c = tiny_run();
     c.train.epochs = 1;
     Trainer(c, options_for(dir_)).run();
     path_ = dir_ / "checkpoint.safetensors";
     bytes_ = read_file(path_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
   fs::path write_variant(const std::string& name, const std::string& bytes) {
     auto p = dir_ / name;
     write_file_atomic(p, bytes);
@@ -256,7 +242,9 @@ class CheckpointFiles : public ::testing::Test {
     }
     for (const auto& [name, t] : module_state(*model, "")) EXPECT_TRUE(t.equal(before.at(name)));
   }
-  fs::path dir_, path_;
+  const TempDir scratch_;
+  const fs::path dir_ = scratch_.path();
+  fs::path path_;
   std::string bytes_;
 };
 
