@@ -642,6 +642,9 @@ TEST(Popout, RunsTheSamplerAndRecordsEveryStep) {
   DigitClassifier wrong(other);
   const std::string message = error_of([&] { popout(m, wrong, 1, options); });
   EXPECT_TRUE(contains(message, "32x32x1")) << message;
+  GenerateOptions negative = options;
+  negative.forward_batch = -1;  // the same check as generate(), not a silent "auto"
+  EXPECT_ERROR(popout(m, classifier, 1, negative), "--forward-batch -1");
 }
 
 // ---------------------------------------------------------------------------------------------

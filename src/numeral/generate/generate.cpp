@@ -11,6 +11,7 @@ uint64_t batch_seed(uint64_t seed, int64_t batch) {
 }
 
 int64_t GenerateOptions::resolved_forward_batch(const torch::Device& device) const {
+  NUMERAL_CHECK(forward_batch >= 0, "--forward-batch {}: expected 0 (auto) or more", forward_batch);
   if (forward_batch > 0) return forward_batch;
   return device.is_cpu() ? kCpuForwardBatch : 0;
 }
@@ -53,8 +54,6 @@ void generate_batches(
                 "generate: expected a non-empty [N] label tensor");
   NUMERAL_CHECK(options.batch_size >= 1, "--batch-size {}: expected at least 1",
                 options.batch_size);
-  NUMERAL_CHECK(options.forward_batch >= 0, "--forward-batch {}: expected 0 (auto) or more",
-                options.forward_batch);
   const int64_t n = labels.size(0);
   for (int64_t start = 0, b = 0; start < n; start += options.batch_size, ++b) {
     const int64_t end = std::min(n, start + options.batch_size);
