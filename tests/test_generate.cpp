@@ -275,10 +275,11 @@ TEST(Generate, BatchesMatchGenerate) {
   const auto whole = generate(m.model, m.diffusion, labels, o);
   std::vector<torch::Tensor> parts;
   std::vector<int64_t> starts;
-  generate_batches(m.model, m.diffusion, labels, o, [&](int64_t start, const torch::Tensor& x) {
-    starts.push_back(start);
-    parts.push_back(x);
-  });
+  generate_batches(m.model, m.diffusion, 7, class_major_labels({0, 1, 2, 3, 4, 5, 6}, 1), o,
+                   [&](int64_t start, const torch::Tensor& x) {
+                     starts.push_back(start);
+                     parts.push_back(x);
+                   });
   EXPECT_EQ(starts, (std::vector<int64_t>{0, 3, 6}));
   EXPECT_TRUE(torch::equal(torch::cat(parts), whole));
   EXPECT_TRUE(torch::equal(generate_batch(m.model, m.diffusion, labels.slice(0, 3, 6), o, 1),
@@ -396,9 +397,10 @@ TEST(IdxExport, PairHasMnistHeadersAndLabels) {
   TempDir dir;
   const auto labels = repeat_labels({0, 3, 9}, 2);
   auto images = torch::rand({6, 1, 28, 28}) * 2 - 1;
-  IdxExport out((dir.path() / "sub" / "train").string(), labels, {1, 28, 28});
-  out.append(images.slice(0, 0, 4));
-  out.append(images.slice(0, 4, 6));
+  IdxExport out((dir.path() / "sub" / "train").string(), 6, /*labelled=*/true, {1, 28, 28},
+                /*overwrite=*/false);
+  out.append(images.slice(0, 0, 4), labels.slice(0, 0, 4));
+  out.append(images.slice(0, 4, 6), labels.slice(0, 4, 6));
   out.commit();
   const auto paths = idx_export_paths((dir.path() / "sub" / "train").string(), 1);
   EXPECT_EQ(paths.images, dir.path() / "sub" / "train-images-idx3-ubyte");
@@ -622,9 +624,13 @@ TEST_F(Cli, SampleWritesGridPngsAndIdx) {
   EXPECT_GT(h, 3 * 84);
   stbi_image_free(px);
 
-  // Same seed again: byte-identical files.
+  // Same seed again: refused while the earlier export is there, byte-identical with --overwrite.
   const std::string first = read_bytes(out / "synth-images-idx3-ubyte");
-  ASSERT_EQ(run(args).rc, 0);
+  const CliResult again = run(args);
+  EXPECT_EQ(again.rc, 1);
+  EXPECT_EQ(again.err_lines(), 1) << again.err;
+  EXPECT_NE(again.err.find("--overwrite"), std::string::npos) << again.err;
+  ASSERT_EQ(run(args + " --overwrite").rc, 0);
   EXPECT_EQ(read_bytes(out / "synth-images-idx3-ubyte"), first);
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // The CLI's plumbing: subcommands register themselves; shared option groups are bound once here.
 #include <CLI/CLI.hpp>
-#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -22,17 +22,18 @@ struct RuntimeOptions {
 // Binds --device and --threads to `options`.
 void add_runtime_options(CLI::App& command, RuntimeOptions& options);
 
-// While alive, Ctrl-C sets a flag instead of killing the process (a second Ctrl-C kills it), so
-// long commands can checkpoint or clean up; the flag starts false.
-class InterruptScope {
- public:
-  InterruptScope();
-  ~InterruptScope();
-  InterruptScope(const InterruptScope&) = delete;
-  InterruptScope& operator=(const InterruptScope&) = delete;
-  // The flag Ctrl-C sets.
-  const std::atomic<bool>& flag() const;
-  bool requested() const { return flag().load(); }
-};
+// Integer validators whose messages print integers ("--per-digit: expected an integer of at least
+// 1, got 0"), unlike CLI11's, which print doubles.
+CLI::Validator at_least(int64_t min);
+CLI::Validator between(int64_t min, int64_t max);
+
+// What CLI11 would accept silently or word poorly, checked on the raw arguments before it parses:
+// an unknown subcommand (named, with the closest known one) and an option given more than once
+// (CLI11 appends a repeated list option to the first). Throws CLI::ValidationError.
+void check_arguments(const CLI::App& app, int argc, const char* const* argv);
+
+// Makes every unsigned option of `app` and its subcommands refuse a negative value, which CLI11
+// would otherwise wrap around (--seed -1 became 18446744073709551615).
+void refuse_negative_unsigned(CLI::App& app);
 
 }  // namespace numeral::cli

@@ -8,8 +8,10 @@
 
 #include "numeral/cli.h"
 #include "numeral/common/error.h"
+#include "numeral/common/lock.h"
 #include "numeral/common/progress.h"
 #include "numeral/common/runtime.h"
+#include "numeral/common/signals.h"
 #include "numeral/data/dataset.h"
 #include "numeral/eval/classifier.h"
 #include "numeral/eval/metrics.h"
@@ -38,6 +40,7 @@ void run(ClassifierTrainCommand& cmd) {
     cmd.out = "runs/classifier-" + (name.empty() ? std::string("data") : name);
   }
   const std::filesystem::path out(cmd.out);
+  const RunDirLock out_lock(out);  // one writer at a time
   const auto checkpoint_path = out / "checkpoint.safetensors";
   NUMERAL_CHECK(cmd.force || !std::filesystem::exists(checkpoint_path),
                 "{} already exists; pass --force to replace it or choose another --out",
@@ -67,6 +70,7 @@ void run(ClassifierTrainCommand& cmd) {
              fingerprint_hex(split.val_fingerprint));
   std::fflush(stdout);
 
+  InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next step, write nothing
   torch::manual_seed(cmd.train.seed);
   TrainedClassifier c;
   c.config = model_config;

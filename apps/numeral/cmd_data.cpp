@@ -101,10 +101,10 @@ const bool kRegistered = numeral::cli::register_command(/*order=*/20, [](CLI::Ap
   grid->add_option("--split", options.split, "train or val")->capture_default_str();
   grid->add_option("--per-class", options.per_class, "images per class (columns)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(numeral::cli::at_least(1));
   grid->add_option("--scale", options.scale, "nearest-neighbour upscaling")
       ->capture_default_str()
-      ->check(CLI::Range(1, 16));
+      ->check(numeral::cli::between(1, 16));
   grid->add_option("--out,-o", options.out, "output PNG")->capture_default_str();
   grid->callback([] { run_grid(options); });
 });

@@ -12,11 +12,14 @@
 #include "numeral/cli.h"
 #include "numeral/common/error.h"
 #include "numeral/common/fs.h"
+#include "numeral/common/lock.h"
 #include "numeral/common/progress.h"
 #include "numeral/common/runtime.h"
+#include "numeral/common/signals.h"
 #include "numeral/eval/classifier.h"
 #include "numeral/eval/evaluate.h"
 #include "numeral/eval/popout.h"
+#include "numeral/generate/request.h"
 #include "numeral/io/image.h"
 #include "options.h"
 
@@ -74,11 +77,19 @@ std::filesystem::path run_dir_of(const std::filesystem::path& checkpoint) {
   return checkpoint.has_parent_path() ? checkpoint.parent_path() : std::filesystem::path(".");
 }
 
-std::filesystem::path output_dir(const EvalCommon& c, const std::filesystem::path& fallback) {
-  const std::filesystem::path dir =
-      c.out.empty() ? fallback / "eval" : std::filesystem::path(c.out);
-  ensure_writable_dir(dir);
-  return dir;
+// The directory the reports go to (--out, else <fallback>/eval), owned by this process until the
+// command ends, so that two evaluations never mix their files.
+struct OutputDir {
+  std::filesystem::path path;
+  std::unique_ptr<RunDirLock> lock;
+};
+
+OutputDir open_output_dir(const EvalCommon& c, const std::filesystem::path& fallback) {
+  OutputDir out;
+  out.path = c.out.empty() ? fallback / "eval" : std::filesystem::path(c.out);
+  out.lock = std::make_unique<RunDirLock>(out.path);
+  ensure_writable_dir(out.path);
+  return out;
 }
 
 void say(const std::string& line) {
@@ -174,8 +185,13 @@ void run_eval(EvalCommand& cmd) {
                 "--data applies to --images only; a diffusion run's own data is used otherwise");
   SampleSet samples;
   if (!cmd.images.empty()) samples = load_idx_samples(cmd.images, cmd.labels);
+  InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   Loaded l = load_all(c, cmd.data);
+  const OutputDir out = open_output_dir(
+      c, l.model ? run_dir_of(c.checkpoint) : std::filesystem::path(cmd.images).parent_path());
+  const auto& dir = out.path;
   if (l.model) {
+    request_size(cmd.samples, 1, "--samples");
     NUMERAL_CHECK(cmd.samples >= l.classifier.config.feature_dim,
                   "--samples {}: the FID needs at least as many samples as the classifier has "
                   "feature dimensions ({})",
@@ -192,8 +208,6 @@ void run_eval(EvalCommand& cmd) {
   options.print = say;
   const EvalResult result = evaluate_samples(l.classifier, l.real, samples, options);
 
-  const auto dir = output_dir(
-      c, l.model ? run_dir_of(c.checkpoint) : std::filesystem::path(cmd.images).parent_path());
   nlohmann::json context = generation_context(c, l);
   context["files"] = {{"samples", "samples.png"}};
   const nlohmann::json report = eval_report_json(result, l.real, samples, l.classifier, context);
@@ -206,11 +220,14 @@ void run_eval(EvalCommand& cmd) {
 
 void run_popout(PopoutCommand& cmd) {
   const auto& c = cmd.common;
+  InterruptScope interrupts;
   Loaded l = load_all(c, "");
+  const OutputDir out = open_output_dir(c, run_dir_of(c.checkpoint));
+  const auto& dir = out.path;
+  request_size(cmd.per_class, static_cast<int64_t>(l.real.class_names.size()), "--per-class");
   say(fmt::format("pop-out: {} trajectories per digit, sampler {}, w = {:g}", cmd.per_class,
                   c.generate.sampler.name, c.generate.guidance));
   const PopoutResult result = popout(*l.model, l.classifier.model, cmd.per_class, c.generate);
-  const auto dir = output_dir(c, run_dir_of(c.checkpoint));
   nlohmann::json context = generation_context(c, l);
   context["guidance"] = c.generate.guidance;
   context["classifier"] = l.classifier.path.string();
@@ -231,7 +248,11 @@ void run_popout(PopoutCommand& cmd) {
 void run_sweep(SweepCommand& cmd) {
   const auto& c = cmd.common;
   NUMERAL_CHECK(!cmd.w.empty(), "--w: expected at least one guidance weight, e.g. 0,0.5,1,2,4");
+  InterruptScope interrupts;
   Loaded l = load_all(c, "");
+  const OutputDir out = open_output_dir(c, run_dir_of(c.checkpoint));
+  const auto& dir = out.path;
+  request_size(cmd.samples, 1, "--samples");
   NUMERAL_CHECK(cmd.samples >= l.classifier.config.feature_dim,
                 "--samples {}: the FID needs at least as many samples as the classifier has "
                 "feature dimensions ({})",
@@ -255,7 +276,6 @@ void run_sweep(SweepCommand& cmd) {
         row.result.real_diversity.features_mean, row.images_per_s));
     rows.push_back(std::move(row));
   }
-  const auto dir = output_dir(c, run_dir_of(c.checkpoint));
   nlohmann::json context = generation_context(c, l);
   context["samples"] = cmd.samples;
   context["files"] = {{"plot", "sweep.png"}};

@@ -126,7 +126,7 @@ const bool kRegistered = register_command(/*order=*/52, [](CLI::App& app) {
   sub->add_option("--out,-o", cmd->out, "PNG to write")->capture_default_str();
   sub->add_option("--scale", cmd->scale, "upscaling factor (nearest neighbour)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 16));
+      ->check(between(1, 16));
   sub->callback([cmd, sub] { run(*cmd, *sub); });
 });
 

@@ -10,6 +10,7 @@
 #include "numeral/common/fs.h"
 #include "numeral/common/progress.h"
 #include "numeral/common/runtime.h"
+#include "numeral/common/signals.h"
 #include "numeral/generate/export.h"
 #include "numeral/generate/pictures.h"
 #include "numeral/generate/request.h"
@@ -30,6 +31,7 @@ struct SampleCommand {
   bool unconditional = false;
   GenerateOptions generate;
   std::string grid, png_dir, idx;
+  bool overwrite = false;  // replace an earlier export in --png-dir or at --idx whole
   int scale = 3;
 };
 
@@ -42,11 +44,11 @@ void run(SampleCommand& cmd, CLI::App& app) {
   if (cmd.unconditional) cmd.generate.guidance = 0;  // the null label has nothing to guide toward
   const auto [device, trained, T, classes] =
       open_for_sampling(cmd.runtime, cmd.checkpoint, sampler, cmd.digits);
-  const auto labels = cmd.unconditional
-                          ? torch::full({cmd.per_digit * static_cast<int64_t>(classes.size())},
-                                        kNullLabel, torch::kLong)
-                          : repeat_labels(classes, cmd.per_digit);
-  const int64_t count = labels.size(0);
+  const auto rows = static_cast<int64_t>(classes.size());
+  const int64_t count = request_size(cmd.per_digit, rows, "--per-digit");
+  const LabelSource labels = class_major_labels(
+      cmd.unconditional ? std::vector<int64_t>(classes.size(), kNullLabel) : classes,
+      cmd.per_digit);
 
   if (cmd.grid.empty() && cmd.png_dir.empty() && cmd.idx.empty()) cmd.grid = "samples.png";
   if (!cmd.grid.empty()) {
@@ -56,12 +58,15 @@ void run(SampleCommand& cmd, CLI::App& app) {
                   kMaxGridColumns, cmd.per_digit);
     check_output_path(cmd.grid, "--grid");
   }
-  if (!cmd.png_dir.empty()) ensure_writable_dir(cmd.png_dir);
   const auto& mc = trained.config.model;
+  // Multi-file outputs appear whole when every image is done, or not at all.
+  std::unique_ptr<PendingDir> png_dir;
+  if (!cmd.png_dir.empty()) png_dir = std::make_unique<PendingDir>(cmd.png_dir, cmd.overwrite);
   std::unique_ptr<IdxExport> idx;
   if (!cmd.idx.empty()) {
     idx = std::make_unique<IdxExport>(
-        cmd.idx, labels, std::vector<int64_t>{mc.image_channels, mc.image_size, mc.image_size});
+        cmd.idx, count, !cmd.unconditional,
+        std::vector<int64_t>{mc.image_channels, mc.image_size, mc.image_size}, cmd.overwrite);
   }
 
   const int64_t steps = sampler.resolved_steps(T);
@@ -74,40 +79,41 @@ void run(SampleCommand& cmd, CLI::App& app) {
              cmd.unconditional ? "row" : "digit");
   std::fflush(stdout);
 
-  InterruptScope interrupts;
+  InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   int64_t done = 0;
-  auto check_stop = [&] {
-    NUMERAL_CHECK(!interrupts.requested(),
-                  "interrupted after {} of {} images; no IDX file was written", done, count);
-  };
-  sampler.on_step = [&](const SamplerStep&) { check_stop(); };
   std::vector<torch::Tensor> kept;  // uint8 pixels for the grid
   std::vector<int64_t> index_in_class(static_cast<size_t>(mc.num_classes + 1), 0);
   ProgressBar bar("sample", count, "img");
   const auto start_time = std::chrono::steady_clock::now();
-  generate_batches(
-      trained.model, trained.diffusion, labels, cmd.generate,
-      [&](int64_t start, const torch::Tensor& images) {
-        check_stop();
-        if (idx) idx->append(images);
-        if (!cmd.png_dir.empty()) {
-          for (int64_t i = 0; i < images.size(0); ++i) {
-            const int64_t label = labels[start + i].item<int64_t>();
-            const auto slot = static_cast<size_t>(label < 0 ? mc.num_classes : label);
-            const std::string name =
-                label < 0 ? fmt::format("sample-{}.png", index_in_class[slot]++)
-                          : fmt::format("digit-{}-{}.png", label, index_in_class[slot]++);
-            write_png(std::filesystem::path(cmd.png_dir) / name, image_from_tensor(images[i]));
+  try {
+    generate_batches(
+        trained.model, trained.diffusion, count, labels, cmd.generate,
+        [&](int64_t start, const torch::Tensor& images) {
+          const auto batch_labels = labels(start, start + images.size(0));
+          if (idx) idx->append(images, batch_labels);
+          if (png_dir) {
+            for (int64_t i = 0; i < images.size(0); ++i) {
+              const int64_t label = batch_labels[i].item<int64_t>();
+              const auto slot = static_cast<size_t>(label < 0 ? mc.num_classes : label);
+              const std::string name =
+                  label < 0 ? fmt::format("sample-{}.png", index_in_class[slot]++)
+                            : fmt::format("digit-{}-{}.png", label, index_in_class[slot]++);
+              png_dir->write(name, encode_png(image_from_tensor(images[i])));
+            }
           }
-        }
-        if (!cmd.grid.empty()) kept.push_back(from_model_range(images));
-        done = start + images.size(0);
-        bar.update(done);
-      });
+          if (!cmd.grid.empty()) kept.push_back(from_model_range(images));
+          done = start + images.size(0);
+          bar.update(done);
+        });
+  } catch (const Interrupted& e) {
+    throw Interrupted(e.signal(),
+                      fmt::format("after {} of {} images; nothing was written", done, count));
+  }
   bar.finish();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
   if (idx) idx->commit();
+  if (png_dir) png_dir->commit();
 
   fmt::print("  {} images in {:.1f} s ({:.1f} images/s)\n", count, seconds,
              static_cast<double>(count) / std::max(seconds, 1e-9));
@@ -121,7 +127,7 @@ void run(SampleCommand& cmd, CLI::App& app) {
     fmt::print("  grid:   {} ({} row{} x {} samples)\n", cmd.grid, classes.size(),
                classes.size() == 1 ? "" : "s", cmd.per_digit);
   }
-  if (!cmd.png_dir.empty()) fmt::print("  PNGs:   {}/ ({} files)\n", cmd.png_dir, count);
+  if (png_dir) fmt::print("  PNGs:   {}/ ({} files)\n", png_dir->target().string(), count);
   if (idx) {
     fmt::print("  IDX:    {}\n", idx->paths().images.string());
     if (idx->has_labels()) fmt::print("          {}\n", idx->paths().labels.string());
@@ -136,7 +142,7 @@ const bool kRegistered = register_command(/*order=*/50, [](CLI::App& app) {
       ->delimiter(',');
   sub->add_option("--per-digit", cmd->per_digit, "images per digit (one grid row each)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   sub->add_option("--w", cmd->generate.guidance,
                   "classifier-free guidance weight: eps = (1+w) eps(y) - w eps(null); 0 = plain "
                   "conditional")
@@ -155,17 +161,21 @@ const bool kRegistered = register_command(/*order=*/50, [](CLI::App& app) {
       ->group(outputs);
   sub->add_option("--scale", cmd->scale, "grid upscaling factor (nearest neighbour)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 16))
+      ->check(between(1, 16))
       ->group(outputs);
   sub->add_option("--png-dir", cmd->png_dir,
                   "one unscaled PNG per image: DIR/digit-<d>-<i>.png (sample-<i>.png when "
-                  "unconditional)")
+                  "unconditional); written whole when every image is done")
       ->group(outputs);
   sub->add_option("--idx", cmd->idx,
                   "MNIST-format files PREFIX-images-idx3-ubyte and PREFIX-labels-idx1-ubyte "
                   "(gzip-compressed, each name ending in .gz, when PREFIX ends in .gz; no labels "
                   "file when unconditional). DIR/train makes DIR a dataset for --data DIR. "
-                  "Streamed in batches; written atomically")
+                  "Streamed in batches; both files appear together when every image is done")
+      ->group(outputs);
+  sub->add_flag("--overwrite", cmd->overwrite,
+                "replace an earlier export in --png-dir (the whole directory) or at --idx (its "
+                "images and labels); without it, either is refused")
       ->group(outputs);
   add_runtime_options(*sub, cmd->runtime);
   sub->callback([cmd, sub] { run(*cmd, *sub); });

@@ -8,6 +8,7 @@
 #include "numeral/cli.h"
 #include "numeral/common/error.h"
 #include "numeral/common/runtime.h"
+#include "numeral/common/signals.h"
 #include "numeral/generate/pictures.h"
 #include "numeral/generate/request.h"
 #include "numeral/train/trainer.h"
@@ -36,6 +37,7 @@ void run(SweepCommand& cmd, CLI::App& app) {
   }
   const auto [device, trained, T, classes] =
       open_for_sampling(cmd.runtime, cmd.checkpoint, sampler, cmd.digits);
+  InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   check_output_path(cmd.out, "--out");
   const auto labels = repeat_labels(classes, cmd.per_digit);
 
@@ -80,7 +82,7 @@ const bool kRegistered = register_command(/*order=*/56, [](CLI::App& app) {
   sub->add_option("--digit", cmd->digits, "digits, one row each (default: all)")->delimiter(',');
   sub->add_option("--per-digit", cmd->per_digit, "samples per digit in each block")
       ->capture_default_str()
-      ->check(CLI::Range(1, 32));
+      ->check(between(1, 32));
   sub->add_option("--seed", cmd->generate.seed, "noise seed, shared by every block")
       ->capture_default_str();
   add_generate_options(*sub, cmd->generate);
@@ -88,7 +90,7 @@ const bool kRegistered = register_command(/*order=*/56, [](CLI::App& app) {
   sub->add_option("--out,-o", cmd->out, "PNG to write")->capture_default_str();
   sub->add_option("--scale", cmd->scale, "upscaling factor (nearest neighbour)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 16));
+      ->check(between(1, 16));
   add_runtime_options(*sub, cmd->runtime);
   sub->callback([cmd, sub] { run(*cmd, *sub); });
 });

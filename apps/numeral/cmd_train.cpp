@@ -1,13 +1,18 @@
 // `numeral train`: trains a class-conditional diffusion model into a run directory.
 #include <fmt/chrono.h>
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
 
 #include "numeral/cli.h"
 #include "numeral/common/error.h"
 #include "numeral/common/runtime.h"
+#include "numeral/common/signals.h"
 #include "numeral/generate/preview.h"
 #include "numeral/io/checkpoint.h"
 #include "numeral/train/trainer.h"
@@ -29,6 +34,57 @@ std::string default_run_dir(const std::string& data) {
   return fmt::format("runs/{}-{:%Y%m%d-%H%M%S}", name, fmt::localtime(std::time(nullptr)));
 }
 
+// Flags a resumed run may change: its length and output cadence (and, outside the config,
+// --threads and --device). Everything else would change the model, the data, the split or the
+// optimisation the checkpoint holds.
+const std::set<std::string> kResumableFields = {"epochs", "max_steps", "checkpoint_every",
+                                                "preview_every"};
+// Flags of `numeral train` that are not config fields.
+const std::set<std::string> kNonConfigFlags = {"run-dir", "resume", "device", "threads", "help"};
+
+// A config value as it would be typed after its flag: 8,8,16 rather than [8,8,16].
+std::string as_flag_value(const nlohmann::json& value) {
+  if (value.is_string()) return value.get<std::string>();
+  if (!value.is_array()) return value.dump();
+  std::vector<std::string> items;
+  for (const auto& item : value) items.push_back(as_flag_value(item));
+  return fmt::format("{}", fmt::join(items, ","));
+}
+
+// The run's stored config with the resumable flags given on this command line applied; any other
+// flag that differs from the stored value is refused, naming the flag and both values. `changes`
+// receives "--epochs 20 (was 10)" for each change.
+RunConfig resumed_config(const RunConfig& stored, const RunConfig& given, const CLI::App& app,
+                         std::vector<std::string>& changes) {
+  nlohmann::json merged = stored;
+  const nlohmann::json requested = given;
+  for (const CLI::Option* option : app.get_options()) {
+    if (option->count() == 0 || option->get_lnames().empty()) continue;
+    const std::string flag = option->get_lnames().front();
+    if (kNonConfigFlags.count(flag)) continue;
+    std::string field = flag;
+    std::replace(field.begin(), field.end(), '-', '_');
+    const char* section = nullptr;
+    for (const char* s : {"model", "diffusion", "train"}) {
+      if (merged.at(s).contains(field)) section = s;
+    }
+    NUMERAL_CHECK(section != nullptr, "--{} cannot be checked against the stored run; drop it",
+                  flag);
+    const auto& was = merged[section][field];
+    const auto& now = requested.at(section).at(field);
+    if (was == now) continue;
+    NUMERAL_CHECK(kResumableFields.count(field),
+                  "--resume continues the run as it was configured: --{} is {} here but {} in "
+                  "the run; drop it or start a new run (a resumed run may change only --epochs, "
+                  "--max-steps, --checkpoint-every, --preview-every, --threads and --device)",
+                  flag, as_flag_value(now), as_flag_value(was));
+    changes.push_back(
+        fmt::format("--{} {} (was {})", flag, as_flag_value(now), as_flag_value(was)));
+    merged[section][field] = now;
+  }
+  return merged.get<RunConfig>();
+}
+
 void run(TrainCommand& cmd, CLI::App& app) {
   const torch::Device device = select_device(cmd.runtime.device);
   const int threads = configure_threads(cmd.runtime.threads);
@@ -37,19 +93,16 @@ void run(TrainCommand& cmd, CLI::App& app) {
     cmd.run_dir = default_run_dir(cmd.config.train.data);
   }
   RunConfig config = cmd.config;
+  std::vector<std::string> changes;
   if (cmd.resume) {
-    // The stored config is authoritative; only the run's length and output cadence may change.
-    config = load_checkpoint(std::filesystem::path(cmd.run_dir), "diffusion").config;
-    if (app.count("--epochs")) config.train.epochs = cmd.config.train.epochs;
-    if (app.count("--max-steps")) config.train.max_steps = cmd.config.train.max_steps;
-    if (app.count("--checkpoint-every"))
-      config.train.checkpoint_every = cmd.config.train.checkpoint_every;
-    if (app.count("--preview-every")) config.train.preview_every = cmd.config.train.preview_every;
+    const Checkpoint stored = load_checkpoint(std::filesystem::path(cmd.run_dir), "diffusion");
+    config = resumed_config(stored.config.get<RunConfig>(), cmd.config, app, changes);
   }
   const nlohmann::json j = config;
   fmt::print("numeral train  run {}  device {}  threads {}\n", cmd.run_dir, device.str(), threads);
   fmt::print("  model:     {}\n  diffusion: {}\n  train:     {}\n", j["model"].dump(),
              j["diffusion"].dump(), j["train"].dump());
+  if (!changes.empty()) fmt::print("  resumed with {}\n", fmt::join(changes, ", "));
 
   TrainerOptions options;
   options.run_dir = cmd.run_dir;
@@ -71,15 +124,16 @@ void run(TrainCommand& cmd, CLI::App& app) {
       }
     });
   }
-  InterruptScope interrupts;  // Ctrl-C: checkpoint at the next step, then stop
+  InterruptScope interrupts;  // SIGINT, SIGTERM: checkpoint at the next step, then stop
   trainer.set_stop_flag(&interrupts.flag());
   const TrainResult result = trainer.run();
   if (result.interrupted) {
     fmt::print(
-        "interrupted at step {}; checkpoint saved. Continue with: numeral train --run-dir "
-        "{} --resume\n",
+        "stopped at step {}; checkpoint saved. Continue with: numeral train --run-dir {} "
+        "--resume\n",
         result.steps, cmd.run_dir);
-    return;
+    throw Interrupted(interrupts.signal(),
+                      fmt::format("checkpoint of step {} saved in {}", result.steps, cmd.run_dir));
   }
   fmt::print("done: {} steps; checkpoint {}/checkpoint.safetensors, log {}/log.jsonl\n",
              result.steps, cmd.run_dir, cmd.run_dir);

@@ -9,6 +9,7 @@
 #include "numeral/cli.h"
 #include "numeral/common/error.h"
 #include "numeral/common/runtime.h"
+#include "numeral/common/signals.h"
 #include "numeral/generate/pictures.h"
 #include "numeral/generate/request.h"
 #include "numeral/train/trainer.h"
@@ -36,6 +37,7 @@ void run(TrajectoryCommand& cmd, CLI::App& app) {
                 cmd.frames);
   const auto [device, trained, T, classes] =
       open_for_sampling(cmd.runtime, cmd.checkpoint, sampler, cmd.digits);
+  InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   check_output_path(cmd.out, "--out");
   if (!cmd.gif.empty()) check_output_path(cmd.gif, "--gif");
   // Batch 0 of `numeral sample` with its default batch size: the same noise, the same images.
@@ -103,10 +105,10 @@ const bool kRegistered = register_command(/*order=*/54, [](CLI::App& app) {
   sub->add_option("--gif", cmd->gif, "also write an animated GIF, one frame per step");
   sub->add_option("--scale", cmd->scale, "upscaling factor (nearest neighbour)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 16));
+      ->check(between(1, 16));
   sub->add_option("--gif-scale", cmd->gif_scale, "GIF upscaling factor (noise compresses badly)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 16));
+      ->check(between(1, 16));
   add_runtime_options(*sub, cmd->runtime);
   sub->callback([cmd, sub] { run(*cmd, *sub); });
 });

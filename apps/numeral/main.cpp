@@ -4,11 +4,12 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <csignal>
 #include <vector>
 
 #include "numeral/cli.h"
 #include "numeral/common/error.h"
+#include "numeral/common/runtime.h"
+#include "numeral/common/signals.h"
 
 namespace numeral::cli {
 namespace {
@@ -18,27 +19,7 @@ std::vector<std::pair<int, CommandSetup>>& registry() {
   return commands;
 }
 
-std::atomic<bool> g_interrupted{false};
-
-extern "C" void on_sigint(int) {
-  g_interrupted.store(true);
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
-}
-
 }  // namespace
-
-InterruptScope::InterruptScope() {
-  g_interrupted.store(false);
-  std::signal(SIGINT, on_sigint);
-}
-
-InterruptScope::~InterruptScope() {
-  std::signal(SIGINT, SIG_DFL);
-}
-
-const std::atomic<bool>& InterruptScope::flag() const {
-  return g_interrupted;
-}
 
 bool register_command(int order, CommandSetup setup) {
   registry().emplace_back(order, std::move(setup));
@@ -50,12 +31,13 @@ void add_runtime_options(CLI::App& command, RuntimeOptions& options) {
       ->capture_default_str();
   command.add_option("--threads", options.threads, "CPU threads for LibTorch (0 = one per core)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(between(0, cpu_count()));
 }
 
 }  // namespace numeral::cli
 
 int main(int argc, char** argv) {
+  numeral::install_signal_handlers();
   CLI::App app{"numeral: class-conditional diffusion for small images (MNIST digits first)",
                "numeral"};
   app.set_version_flag("--version", NUMERAL_VERSION);
@@ -64,12 +46,17 @@ int main(int argc, char** argv) {
   std::stable_sort(commands.begin(), commands.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [order, setup] : commands) setup(app);
+  numeral::cli::refuse_negative_unsigned(app);
   try {
+    numeral::cli::check_arguments(app, argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     fmt::print(stderr, "numeral: error: {} (see --help)\n", e.what());
     return 2;
+  } catch (const numeral::Interrupted& e) {
+    fmt::print(stderr, "numeral: stopped by {}: {}\n", numeral::signal_name(e.signal()), e.what());
+    return e.exit_code();
   } catch (const numeral::Error& e) {
     fmt::print(stderr, "numeral: error: {}\n", e.what());
     return 1;

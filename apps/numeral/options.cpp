@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include "numeral/cli.h"
+
 namespace numeral::cli {
 
 void add_model_options(CLI::App& c, UNetConfig& m) {
@@ -139,13 +141,13 @@ void add_generate_options(CLI::App& c, GenerateOptions& g) {
                "images sampled together; batch b's noise is seeded by (seed, b), so changing it "
                "changes the images")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   c.add_option("--forward-batch", g.forward_batch,
                fmt::format("images per network call (0 = auto: {} on a CPU, whole batches on a "
                            "GPU); changes the speed, not the images",
                            kCpuForwardBatch))
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
 }
 
 }  // namespace numeral::cli

@@ -64,11 +64,15 @@ torch::Device select_device(const std::string& name) {
   fail("--device {}: expected auto, cpu, cuda or cuda:N", name);
 }
 
+int cpu_count() {
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
 int configure_threads(int threads) {
-  NUMERAL_CHECK(threads >= 0, "--threads {}: expected 0 (one per core) or a positive count",
-                threads);
-  const int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
-  torch::set_num_threads(std::max(1, n));
+  NUMERAL_CHECK(threads >= 0 && threads <= cpu_count(),
+                "threads {}: expected 0 (one per CPU) to {}, the CPUs of this machine", threads,
+                cpu_count());
+  torch::set_num_threads(threads > 0 ? threads : cpu_count());
   return torch::get_num_threads();
 }
 

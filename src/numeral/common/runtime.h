@@ -10,7 +10,11 @@ namespace numeral {
 // throws numeral::Error for anything else or for CUDA on a machine without it.
 torch::Device select_device(const std::string& name);
 
-// Sets LibTorch's intra-op threads (0 = one per core) and returns the number in use.
+// The CPUs this machine has (at least 1).
+int cpu_count();
+
+// Sets LibTorch's intra-op threads (0 = one per core) and returns the number in use. More threads
+// than CPUs only make the threads wait for each other, so they are refused.
 int configure_threads(int threads);
 
 // What `numeral info` prints about the runtime.

@@ -12,6 +12,7 @@
 #include "numeral/common/error.h"
 #include "numeral/common/format.h"
 #include "numeral/common/fs.h"
+#include "numeral/common/lock.h"
 #include "numeral/data/idx.h"
 
 namespace numeral {
@@ -32,20 +33,13 @@ std::vector<std::string> digit_class_names() {
   return names;
 }
 
-// 60000 -> "60,000".
 // The first regular file named <prefix>-<kind>{-,.}idx<d>-ubyte[.gz] in dir, or "".
 fs::path find_file(const fs::path& dir, std::initializer_list<const char*> prefixes,
                    const char* kind, std::initializer_list<const char*> idx_dims) {
   for (const char* prefix : prefixes) {
-    for (const char* sep : {"-", "."}) {
-      for (const char* d : idx_dims) {
-        for (const char* ext : {"", ".gz"}) {
-          const fs::path path =
-              dir / fmt::format("{}-{}{}idx{}-ubyte{}", prefix, kind, sep, d, ext);
-          std::error_code ec;
-          if (fs::is_regular_file(path, ec)) return path;
-        }
-      }
+    for (const fs::path& path : idx_file_names(dir, prefix, kind, idx_dims)) {
+      std::error_code ec;
+      if (fs::is_regular_file(path, ec)) return path;
     }
   }
   return {};
@@ -164,6 +158,20 @@ fs::path data_root(const DataOptions& options) {
   return "data";
 }
 
+std::vector<fs::path> idx_file_names(const fs::path& dir, const std::string& prefix,
+                                     const std::string& kind,
+                                     std::initializer_list<const char*> idx_dims) {
+  std::vector<fs::path> names;
+  for (const char* sep : {"-", "."}) {
+    for (const char* d : idx_dims) {
+      for (const char* ext : {"", ".gz"}) {
+        names.push_back(dir / fmt::format("{}-{}{}idx{}-ubyte{}", prefix, kind, sep, d, ext));
+      }
+    }
+  }
+  return names;
+}
+
 IdxFiles find_idx_files(const fs::path& dir) {
   IdxFiles files;
   files.train_images = find_file(dir, {"train"}, "images", {"3", "4"});
@@ -229,6 +237,8 @@ DataSplit load_data(const DataOptions& options) {
                                           : files.test_images.filename().string(),
                 files.test_images.empty() ? "images" : "labels");
 
+  // An export commits its images and labels under the exclusive lock: never read half a pair.
+  const DirectoryLock pair_lock(resolved.dir, DirectoryLock::Mode::kShared);
   DataSplit split;
   split.name = resolved.name;
   split.dir = resolved.dir;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,13 @@ struct IdxFiles {
   std::filesystem::path train_images, train_labels, test_images, test_labels;
 };
 IdxFiles find_idx_files(const std::filesystem::path& dir);
+
+// Every name find_idx_files accepts for one file of a pair, in its order of preference:
+// DIR/<prefix>-<kind>{-,.}idx<d>-ubyte[.gz] for each d in idx_dims ("3", "4" for images).
+std::vector<std::filesystem::path> idx_file_names(const std::filesystem::path& dir,
+                                                  const std::string& prefix,
+                                                  const std::string& kind,
+                                                  std::initializer_list<const char*> idx_dims);
 
 // The first `per_class` examples of each class 0..num_classes-1, class-major (all of class 0,
 // then class 1, ...); throws numeral::Error if a class has fewer.

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "numeral/common/error.h"
+#include "numeral/common/signals.h"
 
 namespace numeral {
 namespace {
@@ -25,8 +26,10 @@ torch::Tensor x0_from_eps(const torch::Tensor& x, const torch::Tensor& eps, doub
   return clip ? x0.clamp(-1, 1) : x0;
 }
 
+// Every sampler calls this once per step: the observer, and the poll point for SIGINT and SIGTERM.
 void report(const SamplerOptions& o, int64_t index, int64_t steps, int64_t t,
             const torch::Tensor& x, const torch::Tensor& x0) {
+  throw_if_interrupted("sampling");
   if (o.on_step) o.on_step(SamplerStep{index, steps, t, x, x0});
 }
 

@@ -6,6 +6,7 @@
 #include "numeral/common/error.h"
 #include "numeral/common/format.h"
 #include "numeral/common/progress.h"
+#include "numeral/common/signals.h"
 #include "numeral/diffusion/samplers.h"
 #include "numeral/eval/metrics.h"
 #include "numeral/io/checkpoint.h"
@@ -242,6 +243,7 @@ std::vector<ClassifierEpoch> train_classifier(
     double loss_sum = 0;
     int64_t loss_count = 0;
     for (int64_t i = 0; i < steps_per_epoch; ++i, ++step) {
+      throw_if_interrupted("classifier training");
       const auto idx = perm.slice(0, i * config.batch_size, (i + 1) * config.batch_size);
       if (idx.size(0) < 2) continue;  // BatchNorm needs two images
       lr = classifier_learning_rate(config, step, total);

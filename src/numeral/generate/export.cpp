@@ -3,12 +3,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstring>
 
 #include "numeral/common/error.h"
+#include "numeral/common/format.h"
+#include "numeral/common/lock.h"
 #include "numeral/data/dataset.h"
 #include "numeral/diffusion/guidance.h"
 #include "numeral/diffusion/samplers.h"
@@ -38,8 +39,6 @@ IdxStreamWriter::IdxStreamWriter(std::filesystem::path path, std::vector<int64_t
   NUMERAL_CHECK(!path_.empty(), "IDX export: empty output path");
   NUMERAL_CHECK(dims_.size() >= 1 && dims_.size() <= 4,
                 "IDX export {}: expected 1 to 4 dimensions, got {}", path_.string(), dims_.size());
-  NUMERAL_CHECK(!std::filesystem::is_directory(path_), "cannot write {}: it is a directory",
-                path_.string());
   std::string header;
   put_be32(header, 0x00000800u | static_cast<uint32_t>(dims_.size()));
   for (size_t i = 0; i < dims_.size(); ++i) {
@@ -49,42 +48,37 @@ IdxStreamWriter::IdxStreamWriter(std::filesystem::path path, std::vector<int64_t
     put_be32(header, static_cast<uint32_t>(dims_[i]));
     if (i > 0) item_bytes_ *= dims_[i];
   }
-  const auto parent = path_.parent_path();
-  if (!parent.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(parent, ec);
-    NUMERAL_CHECK(!ec, "cannot create directory {}: {}", parent.string(), ec.message());
-  }
-  static std::atomic<int> counter{0};
-  tmp_ = parent / fmt::format(".{}.{}.{}.tmp", path_.filename().string(), ::getpid(), counter++);
+  file_ = std::make_unique<PendingFile>(path_);
   const bool gz = ends_with(path_.filename().string(), ".gz");
-  // "T": transparent (plain) writing through the same zlib calls.
-  errno = 0;
-  gzFile file = gzopen(tmp_.c_str(), gz ? "wb6" : "wbT");
-  NUMERAL_CHECK(file != nullptr, "cannot write {}: {}", path_.string(),
-                errno ? std::strerror(errno) : "cannot open a file there");
-  file_ = file;
-  gzbuffer(file, 1 << 20);
-  if (gzwrite(file, header.data(), static_cast<unsigned>(header.size())) !=
+  // zlib writes through its own copy of the descriptor, so the PendingFile keeps the lock on its
+  // own; "T" is transparent (plain) writing through the same calls.
+  const int fd = ::dup(file_->fd());
+  NUMERAL_CHECK(fd >= 0, "cannot write {}: {}", path_.string(), std::strerror(errno));
+  gzFile stream = gzdopen(fd, gz ? "wb6" : "wbT");
+  if (stream == nullptr) {
+    ::close(fd);
+    fail("cannot write {}: cannot start a zlib stream", path_.string());
+  }
+  stream_ = stream;
+  gzbuffer(stream, 1 << 20);
+  if (gzwrite(stream, header.data(), static_cast<unsigned>(header.size())) !=
       static_cast<int>(header.size())) {
-    discard();
+    close_stream();
     fail("cannot write {}: write failed", path_.string());
   }
 }
 
 IdxStreamWriter::~IdxStreamWriter() {
-  if (!committed_) discard();
+  close_stream();
 }
 
-void IdxStreamWriter::discard() noexcept {
-  if (file_ != nullptr) gzclose(as_gz(file_));
-  file_ = nullptr;
-  std::error_code ignored;
-  std::filesystem::remove(tmp_, ignored);
+void IdxStreamWriter::close_stream() noexcept {
+  if (stream_ != nullptr) gzclose(as_gz(stream_));
+  stream_ = nullptr;
 }
 
 void IdxStreamWriter::append(const torch::Tensor& data) {
-  NUMERAL_CHECK(file_ != nullptr && !committed_, "IDX export {}: append after commit",
+  NUMERAL_CHECK(stream_ != nullptr && !finished_, "IDX export {}: append after finish",
                 path_.string());
   NUMERAL_CHECK(
       data.scalar_type() == torch::kUInt8 && data.dim() == static_cast<int64_t>(dims_.size()),
@@ -102,9 +96,9 @@ void IdxStreamWriter::append(const torch::Tensor& data) {
   int64_t left = n * item_bytes_;
   while (left > 0) {
     const auto chunk = static_cast<unsigned>(std::min<int64_t>(left, 1 << 30));
-    if (gzwrite(as_gz(file_), p, chunk) != static_cast<int>(chunk)) {
+    if (gzwrite(as_gz(stream_), p, chunk) != static_cast<int>(chunk)) {
       int code = Z_OK;
-      const char* message = gzerror(as_gz(file_), &code);
+      const char* message = gzerror(as_gz(stream_), &code);
       fail("cannot write {}: {}", path_.string(), code == Z_ERRNO ? std::strerror(errno) : message);
     }
     p += chunk;
@@ -113,17 +107,25 @@ void IdxStreamWriter::append(const torch::Tensor& data) {
   written_ += n;
 }
 
-void IdxStreamWriter::commit() {
-  NUMERAL_CHECK(file_ != nullptr && !committed_, "IDX export {}: committed twice", path_.string());
+void IdxStreamWriter::finish() {
+  NUMERAL_CHECK(stream_ != nullptr && !finished_, "IDX export {}: finished twice", path_.string());
   NUMERAL_CHECK(written_ == dims_[0], "IDX export {}: {} items written, the header says {}",
                 path_.string(), written_, dims_[0]);
-  const int rc = gzclose(as_gz(file_));
-  file_ = nullptr;
+  const int rc = gzclose(as_gz(stream_));
+  stream_ = nullptr;
   NUMERAL_CHECK(rc == Z_OK, "cannot write {}: closing failed (disk full?)", path_.string());
-  std::error_code ec;
-  std::filesystem::rename(tmp_, path_, ec);
-  NUMERAL_CHECK(!ec, "cannot write {}: rename failed: {}", path_.string(), ec.message());
-  committed_ = true;
+  file_->sync();
+  finished_ = true;
+}
+
+void IdxStreamWriter::publish() {
+  NUMERAL_CHECK(finished_, "IDX export {}: published before it was finished", path_.string());
+  file_->publish();
+}
+
+void IdxStreamWriter::commit() {
+  finish();
+  publish();
 }
 
 torch::Tensor idx_pixels(const torch::Tensor& images) {
@@ -151,32 +153,80 @@ IdxExportPaths idx_export_paths(const std::string& prefix, int64_t image_channel
   return {stem + "-images-" + rank + "-ubyte" + suffix, stem + "-labels-idx1-ubyte" + suffix};
 }
 
-IdxExport::IdxExport(const std::string& prefix, const torch::Tensor& labels,
-                     const std::vector<int64_t>& image_shape) {
-  NUMERAL_CHECK(labels.dim() == 1 && labels.size(0) > 0, "IDX export: expected [N] labels");
+IdxExport::IdxExport(const std::string& prefix, int64_t count, bool labelled,
+                     const std::vector<int64_t>& image_shape, bool overwrite)
+    : overwrite_(overwrite) {
+  NUMERAL_CHECK(count > 0, "IDX export: expected at least one image, got {}", count);
   NUMERAL_CHECK(image_shape.size() == 3, "IDX export: expected an image shape {{C, H, W}}");
-  const int64_t n = labels.size(0), c = image_shape[0], h = image_shape[1], w = image_shape[2];
+  const int64_t c = image_shape[0], h = image_shape[1], w = image_shape[2];
   paths_ = idx_export_paths(prefix, c);
-  const auto cpu_labels = labels.to(torch::kCPU, torch::kLong);
-  const bool unconditional = cpu_labels.lt(0).all().item<bool>();
-  NUMERAL_CHECK(unconditional ||
-                    (cpu_labels.ge(0).all().item<bool>() && cpu_labels.le(255).all().item<bool>()),
-                "IDX export: labels must all be in [0, 255] (or all unconditional)");
+  dir_ = paths_.images.parent_path();
+  stem_ =
+      std::filesystem::path(ends_with(prefix, ".gz") ? prefix.substr(0, prefix.size() - 3) : prefix)
+          .filename()
+          .string();
+  labelled_ = labelled;
+  const auto existing = existing_files(/*own=*/true);
+  NUMERAL_CHECK(overwrite_ || existing.empty(),
+                "--idx {}: {} already exists (an earlier export?) and would be read with this "
+                "one; replace that export whole with --overwrite, or choose another prefix",
+                prefix, existing.empty() ? "" : existing.front().string());
   images_ = std::make_unique<IdxStreamWriter>(
-      paths_.images, c == 1 ? std::vector<int64_t>{n, h, w} : std::vector<int64_t>{n, h, w, c});
-  if (!unconditional) {
-    labels_ = std::make_unique<IdxStreamWriter>(paths_.labels, std::vector<int64_t>{n});
-    labels_->append(cpu_labels.to(torch::kUInt8));
-  }
+      paths_.images,
+      c == 1 ? std::vector<int64_t>{count, h, w} : std::vector<int64_t>{count, h, w, c});
+  if (labelled)
+    labels_ = std::make_unique<IdxStreamWriter>(paths_.labels, std::vector<int64_t>{count});
 }
 
-void IdxExport::append(const torch::Tensor& images) {
+std::vector<std::filesystem::path> IdxExport::existing_files(bool own) const {
+  const auto dir = dir_.empty() ? std::filesystem::path(".") : dir_;
+  auto names = idx_file_names(dir, stem_, "images", {"3", "4"});
+  const auto labels = idx_file_names(dir, stem_, "labels", {"1"});
+  names.insert(names.end(), labels.begin(), labels.end());
+  std::vector<std::filesystem::path> found;
+  for (const auto& name : names) {
+    const auto file = name.filename();
+    const bool is_own =
+        file == paths_.images.filename() || (labelled_ && file == paths_.labels.filename());
+    std::error_code ec;
+    if ((own || !is_own) && std::filesystem::exists(std::filesystem::symlink_status(name, ec))) {
+      found.push_back(name);
+    }
+  }
+  return found;
+}
+
+void IdxExport::append(const torch::Tensor& images, const torch::Tensor& labels) {
+  if (labels_) {
+    NUMERAL_CHECK(labels.dim() == 1 && labels.size(0) == images.size(0),
+                  "IDX export: expected {} labels, got shape {}", images.size(0), labels.sizes());
+    const auto cpu = labels.to(torch::kCPU, torch::kLong);
+    NUMERAL_CHECK(cpu.ge(0).all().item<bool>() && cpu.le(255).all().item<bool>(),
+                  "IDX export: labels must be in [0, 255] in a labelled export");
+    labels_->append(cpu.to(torch::kUInt8));
+  }
   images_->append(idx_pixels(images));
 }
 
 void IdxExport::commit() {
-  images_->commit();
-  if (labels_) labels_->commit();
+  images_->finish();
+  if (labels_) labels_->finish();
+  const DirectoryLock lock(dir_.empty() ? std::filesystem::path(".") : dir_,
+                           DirectoryLock::Mode::kExclusive);
+  if (!overwrite_) {
+    const auto existing = existing_files(/*own=*/true);
+    NUMERAL_CHECK(existing.empty(),
+                  "IDX export: {} appeared while this export ran; nothing was replaced",
+                  existing.empty() ? "" : existing.front().string());
+  }
+  for (const auto& path : existing_files(/*own=*/false)) {  // the rest of the replaced export
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+    NUMERAL_CHECK(!ec, "cannot replace the earlier export: removing {}: {}", path.string(),
+                  ec.message());
+  }
+  images_->publish();
+  if (labels_) labels_->publish();
 }
 
 }  // namespace numeral

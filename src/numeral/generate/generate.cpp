@@ -46,30 +46,43 @@ torch::Tensor generate_batch(UNet model, std::shared_ptr<GaussianDiffusion> diff
       .to(torch::kCPU);
 }
 
+LabelSource class_major_labels(std::vector<int64_t> classes, int64_t per_class) {
+  NUMERAL_CHECK(per_class >= 1, "class_major_labels: expected at least one image per class, got {}",
+                per_class);
+  return [classes = std::move(classes), per_class](int64_t start, int64_t end) {
+    auto labels = torch::empty({end - start}, torch::kLong);
+    auto* out = labels.data_ptr<int64_t>();
+    for (int64_t i = start; i < end; ++i) out[i - start] = classes.at(i / per_class);
+    return labels;
+  };
+}
+
 void generate_batches(
-    UNet model, std::shared_ptr<GaussianDiffusion> diffusion, const torch::Tensor& labels,
-    const GenerateOptions& options,
+    UNet model, std::shared_ptr<GaussianDiffusion> diffusion, int64_t count,
+    const LabelSource& labels, const GenerateOptions& options,
     const std::function<void(int64_t start, const torch::Tensor& images)>& consume) {
-  NUMERAL_CHECK(labels.dim() == 1 && labels.size(0) > 0,
-                "generate: expected a non-empty [N] label tensor");
+  NUMERAL_CHECK(count > 0, "generate: expected at least one image, got {}", count);
   NUMERAL_CHECK(options.batch_size >= 1, "--batch-size {}: expected at least 1",
                 options.batch_size);
-  const int64_t n = labels.size(0);
-  for (int64_t start = 0, b = 0; start < n; start += options.batch_size, ++b) {
-    const int64_t end = std::min(n, start + options.batch_size);
-    consume(start, generate_batch(model, diffusion, labels.slice(0, start, end), options, b));
+  for (int64_t start = 0, b = 0; start < count; start += options.batch_size, ++b) {
+    const int64_t end = std::min(count, start + options.batch_size);
+    consume(start, generate_batch(model, diffusion, labels(start, end), options, b));
   }
 }
 
 torch::Tensor generate(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
                        const torch::Tensor& labels, const GenerateOptions& options,
                        const std::function<void(int64_t done)>& on_batch) {
+  NUMERAL_CHECK(labels.dim() == 1 && labels.size(0) > 0,
+                "generate: expected a non-empty [N] label tensor");
   std::vector<torch::Tensor> out;
-  generate_batches(model, diffusion, labels, options,
-                   [&](int64_t start, const torch::Tensor& images) {
-                     out.push_back(images);
-                     if (on_batch) on_batch(start + images.size(0));
-                   });
+  generate_batches(
+      model, diffusion, labels.size(0),
+      [&](int64_t start, int64_t end) { return labels.slice(0, start, end); }, options,
+      [&](int64_t start, const torch::Tensor& images) {
+        out.push_back(images);
+        if (on_batch) on_batch(start + images.size(0));
+      });
   return torch::cat(out);
 }
 

@@ -59,11 +59,20 @@ torch::Tensor generate_batch(UNet model, std::shared_ptr<GaussianDiffusion> diff
                              const torch::Tensor& labels, const GenerateOptions& options,
                              int64_t batch);  // [B, C, H, W] float in [-1, 1] on the CPU
 
-// The images of generate(model, diffusion, labels, options), handed to `consume` one batch of
-// options.batch_size at a time (start = index of the batch's first image) and then dropped.
+// The labels of images start..end-1 of a request ([end - start] int64, kNullLabel =
+// unconditional), made when a batch needs them.
+using LabelSource = std::function<torch::Tensor(int64_t start, int64_t end)>;
+
+// `per_class` labels for each entry of `classes` (kNullLabel for an unconditional row),
+// class-major, as a LabelSource: a request of a billion images never holds a billion labels.
+LabelSource class_major_labels(std::vector<int64_t> classes, int64_t per_class);
+
+// The images of a request for `count` images labelled by `labels`, handed to `consume` one batch of
+// options.batch_size at a time (start = index of the batch's first image) and then dropped. The
+// same images as generate() with the same labels.
 void generate_batches(
-    UNet model, std::shared_ptr<GaussianDiffusion> diffusion, const torch::Tensor& labels,
-    const GenerateOptions& options,
+    UNet model, std::shared_ptr<GaussianDiffusion> diffusion, int64_t count,
+    const LabelSource& labels, const GenerateOptions& options,
     const std::function<void(int64_t start, const torch::Tensor& images)>& consume);
 
 // Labels for `per_class` images of each listed class, class-major: [c0 x per_class, c1 x ...].

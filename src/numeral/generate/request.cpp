@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include "numeral/common/error.h"
+#include "numeral/common/format.h"
+#include "numeral/common/fs.h"
 
 namespace numeral {
 
@@ -23,9 +25,7 @@ std::vector<int64_t> resolve_classes(const std::vector<int64_t>& requested, int6
 
 void check_output_path(const std::filesystem::path& path, const std::string& flag) {
   namespace fs = std::filesystem;
-  NUMERAL_CHECK(!path.empty(), "{}: empty output path", flag);
-  NUMERAL_CHECK(!fs::is_directory(path), "{} {}: is a directory; expected a file name", flag,
-                path.string());
+  check_output_target(path, flag);
   fs::path parent = path.parent_path();
   if (parent.empty()) parent = ".";
   std::error_code ec;
@@ -34,6 +34,17 @@ void check_output_path(const std::filesystem::path& path, const std::string& fla
                 path.string(), parent.string(), ec ? ec.message() : "a file is in the way");
   NUMERAL_CHECK(::access(parent.c_str(), W_OK) == 0, "{} {}: directory {} is not writable", flag,
                 path.string(), parent.string());
+}
+
+int64_t request_size(int64_t per_class, int64_t rows, const std::string& flag) {
+  NUMERAL_CHECK(per_class >= 1 && rows >= 1, "{} {}: expected at least 1", flag, per_class);
+  const int64_t most = kMaxRequestImages / rows;
+  NUMERAL_CHECK(per_class <= most,
+                "{} {}: at most {} for {} row{} ({} images in one request, the most an IDX file "
+                "can count)",
+                flag, per_class, with_commas(most), rows, rows == 1 ? "" : "s",
+                with_commas(kMaxRequestImages));
+  return per_class * rows;
 }
 
 std::string format_weight(double w) {

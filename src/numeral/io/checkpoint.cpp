@@ -22,6 +22,23 @@ uint32_t tensors_crc32(const std::map<std::string, torch::Tensor>& tensors) {
   return static_cast<uint32_t>(crc);
 }
 
+// The metadata every checkpoint carries besides its CRCs, in the order the metadata CRC covers.
+constexpr const char* kCoveredMetadata[] = {"format", "format_version", "kind", "config", "state"};
+
+// CRC-32 of the covered metadata: each key and value, NUL-terminated so that no text can move
+// between fields unnoticed.
+uint32_t metadata_crc32(const std::map<std::string, std::string>& metadata) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (const char* key : kCoveredMetadata) {
+    const auto it = metadata.find(key);
+    const std::string value = it == metadata.end() ? "" : it->second;
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(key), static_cast<uInt>(std::strlen(key) + 1));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(value.c_str()),
+                static_cast<uInt>(value.size() + 1));
+  }
+  return static_cast<uint32_t>(crc);
+}
+
 }  // namespace
 
 void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkpoint) {
@@ -35,6 +52,7 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkp
                    {"config", checkpoint.config.dump()},
                    {"state", checkpoint.state.dump()},
                    {"crc32", std::to_string(tensors_crc32(file.tensors))}};
+  file.metadata["crc32_metadata"] = std::to_string(metadata_crc32(file.metadata));
   save_safetensors(path, file);
 }
 
@@ -69,6 +87,13 @@ Checkpoint load_checkpoint(const std::filesystem::path& path_or_dir,
                 "upgrade numeral",
                 origin, version, kCheckpointFormatVersion);
   NUMERAL_CHECK(version >= 1, "{}: corrupt checkpoint: format_version {}", origin, version);
+  // Version 1 files (before the metadata CRC) are read without that check.
+  if (version >= 2) {
+    NUMERAL_CHECK(meta("crc32_metadata") == std::to_string(metadata_crc32(file.metadata)),
+                  "{}: corrupt checkpoint: CRC-32 of the metadata (format, kind, config, training "
+                  "state) does not match",
+                  origin);
+  }
   NUMERAL_CHECK(meta("kind") == expected_kind, "{}: is a {} checkpoint, expected a {} checkpoint",
                 origin, meta("kind"), expected_kind);
   NUMERAL_CHECK(meta("crc32") == std::to_string(tensors_crc32(file.tensors)),

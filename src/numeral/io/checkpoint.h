@@ -1,7 +1,7 @@
 #pragma once
-// numeral's checkpoint files: safetensors with a magic, a format version, the full config and a
-// CRC-32 of the tensor data in the metadata. Written atomically; loading validates everything
-// before anything is changed.
+// numeral's checkpoint files: safetensors with a magic, a format version, the full config and two
+// CRC-32s in the metadata, one of the tensor data and one of the metadata itself. Written
+// atomically; loading validates everything before anything is changed.
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -12,7 +12,8 @@
 namespace numeral {
 
 // Version of the checkpoint layout this build writes; files with a newer version are refused.
-constexpr int kCheckpointFormatVersion = 1;
+// 2: a CRC-32 of the metadata ("crc32_metadata") beside the tensor data's ("crc32").
+constexpr int kCheckpointFormatVersion = 2;
 // The value of the "format" metadata key in every numeral checkpoint.
 constexpr const char* kCheckpointMagic = "numeral-checkpoint";
 
@@ -27,7 +28,8 @@ struct Checkpoint {
 // Writes atomically; the file is either the old one or the complete new one.
 void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkpoint);
 
-// Reads and validates magic, version, kind and CRC; errors name the file and what is wrong.
+// Reads and validates magic, version, kind and both CRCs; errors name the file and the part that
+// is wrong.
 Checkpoint load_checkpoint(const std::filesystem::path& path, const std::string& expected_kind);
 
 // Resolves a run directory to its checkpoint file (<dir>/checkpoint.safetensors); files pass

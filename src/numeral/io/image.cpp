@@ -280,10 +280,10 @@ Image add_title(const Image& image, const std::string& title, int scale) {
   return out;
 }
 
-void write_png(const std::filesystem::path& path, const Image& image) {
-  check_image(image, "write_png");
-  NUMERAL_CHECK(image.width > 0 && image.height > 0, "write_png {}: empty image ({}x{})",
-                path.string(), image.width, image.height);
+std::string encode_png(const Image& image) {
+  check_image(image, "encode_png");
+  NUMERAL_CHECK(image.width > 0 && image.height > 0, "encode_png: empty image ({}x{})", image.width,
+                image.height);
   std::string bytes;
   const auto append = [](void* context, void* data, int size) {
     static_cast<std::string*>(context)->append(static_cast<const char*>(data),
@@ -291,8 +291,12 @@ void write_png(const std::filesystem::path& path, const Image& image) {
   };
   const int ok = stbi_write_png_to_func(append, &bytes, image.width, image.height, image.channels,
                                         image.pixels.data(), image.width * image.channels);
-  NUMERAL_CHECK(ok != 0, "write_png {}: PNG encoding failed", path.string());
-  write_file_atomic(path, bytes);
+  NUMERAL_CHECK(ok != 0, "encode_png: PNG encoding failed");
+  return bytes;
+}
+
+void write_png(const std::filesystem::path& path, const Image& image) {
+  write_file_atomic(path, encode_png(image));
 }
 
 Image read_png(const std::filesystem::path& path) {

@@ -89,7 +89,10 @@ Image label_rows(const Image& grid, const std::vector<std::string>& row_labels, 
 // Adds a white band above `image` with `title` centred in it (widening the picture if needed).
 Image add_title(const Image& image, const std::string& title, int scale = 2);
 
-// Writes a PNG atomically (temporary file, then rename); throws numeral::Error naming the path.
+// The PNG file's bytes for an image.
+std::string encode_png(const Image& image);
+
+// Writes a PNG atomically (write_file_atomic); throws numeral::Error naming the path.
 void write_png(const std::filesystem::path& path, const Image& image);
 
 // Reads a PNG (or any format stb_image decodes) as 1 channel (grey files) or 3 (colour files;

@@ -9,6 +9,7 @@
 
 #include "numeral/common/error.h"
 #include "numeral/common/fs.h"
+#include "numeral/common/lock.h"
 #include "numeral/common/progress.h"
 #include "numeral/io/checkpoint.h"
 
@@ -147,6 +148,8 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
   planned_steps_ = steps_per_epoch_ * tc.epochs;
   total_steps_ = tc.max_steps > 0 ? std::min(planned_steps_, tc.max_steps) : planned_steps_;
 
+  // One writer per run directory, from here to the trainer's end.
+  run_dir_lock_ = std::make_unique<RunDirLock>(options_.run_dir);
   const auto checkpoint_path = options_.run_dir / kCheckpointFile;
   if (options_.resume) {
     restore(checkpoint_path);
@@ -215,6 +218,7 @@ void Trainer::save_checkpoint_now() {
   c.tensors["optimizer"] = bytes_to_tensor(optimizer_bytes.str());
   c.tensors["rng"] = generator_.get_state();
   save_checkpoint(options_.run_dir / kCheckpointFile, c);
+  write_log();  // never ahead of the checkpoint, and there from the first save on
 }
 
 void Trainer::restore(const std::filesystem::path& path) {
@@ -225,6 +229,12 @@ void Trainer::restore(const std::filesystem::path& path) {
                 "{}: the checkpoint's model or diffusion config differs from this run's; resume "
                 "with the stored config",
                 path.string());
+  if (c.state.contains("val_fingerprint")) {
+    NUMERAL_CHECK(c.state.at("val_fingerprint").get<uint64_t>() == data_.val_fingerprint,
+                  "{}: the data '{}' is not what this run trained on (its held-out split "
+                  "differs); resume with the run's data, or start a new run",
+                  path.string(), config_.train.data);
+  }
   for (const char* key : {"optimizer", "rng"}) {
     NUMERAL_CHECK(c.tensors.count(key), "{}: corrupt checkpoint: no '{}' state", path.string(),
                   key);
@@ -364,7 +374,6 @@ TrainResult Trainer::run() {
     history_.push_back(stats);
     epoch_loss_sum_ = 0;
     epoch_loss_count_ = 0;
-    write_log();
     save_checkpoint_now();
     print(
         fmt::format("epoch {:>3} step {:>6}  train {:.4f}  val {:.4f}  lr {:.2e}  {:.1f} img/s  {}",

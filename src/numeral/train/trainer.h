@@ -18,6 +18,8 @@
 
 namespace numeral {
 
+class RunDirLock;
+
 // One line of the run's log.jsonl.
 struct EpochStats {
   int64_t epoch = 0;        // 1-based
@@ -83,6 +85,7 @@ class Trainer {
 
   RunConfig config_;
   TrainerOptions options_;
+  std::unique_ptr<RunDirLock> run_dir_lock_;
   DataSplit data_;
   std::shared_ptr<GaussianDiffusion> diffusion_;
   UNet model_{nullptr}, ema_model_{nullptr};
