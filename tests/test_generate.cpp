@@ -12,8 +12,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <tuple>
 
 #include "numeral/common/error.h"
 #include "numeral/common/fs.h"
@@ -695,6 +697,156 @@ TEST_F(Cli, TrajectorySweepNoiseAndPlotWritePictures) {
   r = run(fmt::format("plot '{}'", run_dir.string()));
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(read_png(run_dir / "loss.png").width, 800);
+}
+
+// Names in `dir` that are numeral temporaries.
+std::vector<std::string> temporaries_in(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (is_temporary_name(name)) names.push_back(name);
+  }
+  return names;
+}
+
+TEST_F(Cli, OutputsNeverReplaceFifosSymlinksOrDevices) {
+  const TempDir scratch;
+  ASSERT_EQ(::mkfifo((scratch / "fifo").c_str(), 0644), 0);
+  write_file_atomic(scratch / "target.png", "keep");
+  fs::create_symlink("target.png", scratch / "link.png");
+  const std::map<std::string, std::string> args = {
+      {"sample", "--per-digit 1 --steps 1 --grid"},
+      {"trajectory", "--digit 1 --steps 1 --out"},
+      {"sweep", "--per-digit 1 --steps 1 --w 0 --out"}};
+  for (const auto& [out, message] : std::vector<std::pair<std::string, std::string>>{
+           {(scratch / "fifo").string(), "is a FIFO (named pipe)"},
+           {(scratch / "link.png").string(), "is a symbolic link to target.png"},
+           {"/dev/null", "is a character device"}}) {
+    for (const auto& [command, options] : args) {
+      const std::string flag = command == "sample" ? "--grid" : "--out";
+      const CliResult r =
+          run(fmt::format("{} --checkpoint '{}' {} '{}'", command, checkpoint_, options, out));
+      EXPECT_EQ(r.rc, 1) << command << " " << out;
+      EXPECT_EQ(r.err_lines(), 1) << r.err;
+      EXPECT_TRUE(contains(r.err, flag + " " + out + ": " + message)) << r.err;
+    }
+  }
+  EXPECT_TRUE(fs::is_fifo(fs::symlink_status(scratch / "fifo")));
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(scratch / "link.png")));
+  EXPECT_EQ(read_file(scratch / "target.png"), "keep");
+  EXPECT_TRUE(fs::is_character_file("/dev/null"));
+}
+
+TEST_F(Cli, AnExportNeverPairsWithAnotherExportsFiles) {
+  const TempDir scratch;
+  const std::string sample = "sample --checkpoint '" + checkpoint_ + "' --steps 1 --per-digit 2";
+  const std::string prefix = (scratch / "syn" / "train").string();
+  ASSERT_EQ(run(fmt::format("{} --idx '{}'", sample, prefix)).rc, 0);
+  const std::string labels = read_bytes(scratch / "syn" / "train-labels-idx1-ubyte");
+  // An unconditional export over the labelled one would have left the old labels beside it.
+  for (const std::string& other : {prefix, prefix + ".gz"}) {
+    const CliResult r = run(fmt::format("{} --unconditional --idx '{}'", sample, other));
+    EXPECT_EQ(r.rc, 1) << other;
+    EXPECT_EQ(r.err_lines(), 1) << r.err;
+    EXPECT_TRUE(contains(r.err, "already exists")) << r.err;
+    EXPECT_TRUE(contains(r.err, "--overwrite")) << r.err;
+  }
+  EXPECT_EQ(read_bytes(scratch / "syn" / "train-labels-idx1-ubyte"), labels);
+  // --overwrite replaces the export whole: the old labels go with it.
+  const CliResult r =
+      run(fmt::format("{} --unconditional --idx '{}.gz' --overwrite", sample, prefix));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(scratch / "syn")) {
+    names.push_back(entry.path().filename().string());
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"train-images-idx3-ubyte.gz"}));
+  EXPECT_EQ(read_idx(scratch / "syn" / "train-images-idx3-ubyte.gz").size(0), 20);
+
+  // A PNG folder is refused when it holds an earlier export, and replaced whole with --overwrite.
+  const fs::path pngs = scratch / "pngs";
+  ASSERT_EQ(run(fmt::format("{} --png-dir '{}'", sample, pngs.string())).rc, 0);
+  EXPECT_TRUE(fs::exists(pngs / "digit-9-1.png"));
+  const CliResult refused = run(fmt::format("{} --digit 3 --png-dir '{}'", sample, pngs.string()));
+  EXPECT_EQ(refused.rc, 1);
+  EXPECT_TRUE(contains(refused.err, "already holds files")) << refused.err;
+  EXPECT_TRUE(fs::exists(pngs / "digit-9-1.png"));
+  ASSERT_EQ(run(fmt::format("{} --digit 3 --png-dir '{}' --overwrite", sample, pngs.string())).rc,
+            0);
+  names.clear();
+  for (const auto& entry : fs::directory_iterator(pngs)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"digit-3-0.png", "digit-3-1.png"}));
+  EXPECT_TRUE(temporaries_in(scratch.path()).empty());
+}
+
+TEST_F(Cli, SignalsStopGenerationWithNothingWrittenAndExitCode128PlusTheSignal) {
+  for (const auto& [signal, name, code] :
+       {std::tuple{SIGINT, "SIGINT", 130}, std::tuple{SIGTERM, "SIGTERM", 143}}) {
+    const TempDir scratch;
+    CliProcess sampling(fmt::format("sample --checkpoint '{}' --per-digit 100000 --steps 2 "
+                                    "--batch-size 16 --idx '{}' --png-dir '{}'",
+                                    checkpoint_, (scratch / "out" / "syn").string(),
+                                    (scratch / "out" / "pngs").string()),
+                        scratch.path());
+    ASSERT_TRUE(sampling.wait_for_output("images (")) << sampling.out();
+    sampling.send(signal);
+    const CliResult r = sampling.wait();
+    EXPECT_EQ(r.rc, code) << r.err;
+    EXPECT_EQ(r.err_lines(), 1) << r.err;
+    EXPECT_TRUE(contains(r.err, fmt::format("numeral: stopped by {}: after ", name))) << r.err;
+    EXPECT_TRUE(contains(r.err, "of 1000000 images; nothing was written")) << r.err;
+    EXPECT_TRUE(fs::is_empty(scratch / "out"));
+  }
+}
+
+TEST_F(Cli, WhatAKilledExportLeftIsRemovedByTheNextStart) {
+  const TempDir scratch;
+  const fs::path out = scratch / "syn";
+  CliProcess killed(fmt::format("sample --checkpoint '{}' --per-digit 100000 --steps 2 --idx '{}'",
+                                checkpoint_, (out / "big").string()),
+                    scratch.path());
+  ASSERT_TRUE(killed.wait_for_output("images (")) << killed.out();
+  killed.send(SIGKILL);
+  EXPECT_EQ(killed.wait().signal, SIGKILL);
+  EXPECT_EQ(temporaries_in(out).size(), 2u);  // images and labels: SIGKILL leaves them
+  const CliResult next =
+      run(fmt::format("sample --checkpoint '{}' --per-digit 1 --steps 1 --idx '{}'", checkpoint_,
+                      (out / "small").string()));
+  ASSERT_EQ(next.rc, 0) << next.err;
+  EXPECT_TRUE(temporaries_in(out).empty());
+  EXPECT_TRUE(fs::exists(out / "small-images-idx3-ubyte"));
+}
+
+TEST_F(Cli, RequestSizesAreCheckedBeforeAnythingIsAllocated) {
+  const TempDir scratch;
+  // Under a 4 GB address-space limit. Labels for 10^11 images (800 GB) used to be allocated before
+  // any check; 10^9 images to IDX files (8 GB of labels) used to be allocated up front too.
+  const std::string limit = "ulimit -v 4000000";
+  const std::string sample = "sample --checkpoint '" + checkpoint_ + "' --steps 1 --idx ";
+  CliProcess huge(sample + "'" + (scratch / "a").string() + "' --per-digit 10000000000",
+                  scratch.path(), "huge", limit);
+  const CliResult refused = huge.wait();
+  EXPECT_EQ(refused.rc, 1) << refused.err;
+  EXPECT_EQ(refused.err_lines(), 1) << refused.err;
+  EXPECT_TRUE(contains(refused.err,
+                       "--per-digit 10000000000: at most 214,748,364 for 10 rows (2,147,483,647 "
+                       "images in one request, the most an IDX file can count)"))
+      << refused.err;
+  // A billion images stream: labels are made a batch at a time. Stopped once it is under way.
+  CliProcess streaming(sample + "'" + (scratch / "b").string() + "' --per-digit 100000000",
+                       scratch.path(), "streaming", limit);
+  ASSERT_TRUE(streaming.wait_for_output("1000000000 images (100000000 per digit)"))
+      << streaming.out();
+  streaming.send(SIGINT);
+  const CliResult stopped = streaming.wait();
+  EXPECT_EQ(stopped.rc, 130) << stopped.err;
+  EXPECT_TRUE(contains(stopped.err, "of 1000000000 images; nothing was written")) << stopped.err;
+  EXPECT_FALSE(fs::exists(scratch / "a-images-idx3-ubyte"));
+  EXPECT_FALSE(fs::exists(scratch / "b-images-idx3-ubyte"));
+  EXPECT_TRUE(temporaries_in(scratch.path()).empty());
 }
 
 TEST_F(Cli, BadArgumentsGiveOneLineAndNonZeroExit) {

@@ -4,9 +4,11 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "numeral/common/error.h"
 #include "numeral/common/fs.h"
@@ -151,6 +153,39 @@ TEST(Trainer, RefusesToOverwriteARun) {
   EXPECT_EQ(fs::last_write_time(dir / "checkpoint.safetensors"), before);
 }
 
+TEST(Trainer, ASecondTrainerOnTheRunDirectoryIsRefused) {
+  const TempDir scratch;
+  RunConfig c = tiny_run();
+  const Trainer first(c, options_for(scratch.path()));
+  EXPECT_ERROR(Trainer second(c, options_for(scratch.path())), "in use by another numeral process",
+               fmt::format("PID {}", ::getpid()));
+}
+
+TEST(Trainer, AStopInsideTheFirstEpochStillWritesTheLog) {
+  const TempDir scratch;
+  RunConfig c = tiny_run();
+  c.train.max_steps = 2;  // 4 steps per epoch
+  const auto result = Trainer(c, options_for(scratch.path())).run();
+  EXPECT_EQ(result.steps, 2);
+  EXPECT_TRUE(fs::exists(scratch / "checkpoint.safetensors"));
+  ASSERT_TRUE(fs::exists(scratch / "log.jsonl"));
+  EXPECT_EQ(read_file(scratch / "log.jsonl"), "");  // no epoch has ended yet
+}
+
+TEST(Trainer, ResumeRefusesDataThatChanged) {
+  const TempDir data, run;
+  fs::copy(synthetic_dataset(), data.path(), fs::copy_options::recursive);
+  RunConfig c = tiny_run();
+  c.train.data = data.path().string();
+  c.train.max_steps = 2;
+  Trainer(c, options_for(run.path())).run();
+  // The same directory now holds other labels: another split, another data set.
+  write_idx(data / "train-labels-idx1-ubyte",
+            torch::arange(80, torch::kLong).add(3).remainder(10).to(torch::kByte));
+  EXPECT_ERROR(Trainer resumed(c, options_for(run.path(), /*resume=*/true)),
+               "is not what this run trained on");
+}
+
 TEST(Trainer, LearningRateWarmsUpThenDecays) {
   RunConfig c = tiny_run();
   c.train.epochs = 10;  // 40 planned steps
@@ -276,6 +311,19 @@ TEST_F(CheckpointFiles, CorruptDataIsRefused) {
   expect_refused(write_variant("text.safetensors", std::string(64, 'x')), "not a safetensors");
 }
 
+TEST_F(CheckpointFiles, AFlippedByteInTheMetadataIsRefused) {
+  // The metadata is JSON text inside the header: "timesteps":20 and "step":4 are in there.
+  for (const auto& [from, to] :
+       {std::pair<std::string, std::string>{"\\\"timesteps\\\":20", "\\\"timesteps\\\":28"},
+        {"\\\"step\\\":4", "\\\"step\\\":5"}}) {
+    std::string corrupt = bytes_;
+    const auto at = corrupt.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    corrupt.replace(at, from.size(), to);
+    expect_refused(write_variant("flipped.safetensors", corrupt), "CRC-32 of the metadata");
+  }
+}
+
 TEST_F(CheckpointFiles, NewerFormatVersionIsRefused) {
   TensorFile file = load_safetensors(path_);
   file.metadata["format_version"] = std::to_string(kCheckpointFormatVersion + 1);
@@ -307,6 +355,112 @@ TEST_F(CheckpointFiles, WrongKindAndMissingFilesAreRefused) {
   plain.tensors["x"] = torch::ones({2});
   save_safetensors(dir_ / "plain.safetensors", plain);
   expect_refused(dir_ / "plain.safetensors", "not a numeral checkpoint");
+}
+
+// --- `numeral train` through the CLI: run directories, signals, resume -------------------------
+
+// The flags of tiny_run() (4 steps per epoch), for `numeral train`.
+std::string tiny_train_args(const fs::path& run_dir) {
+  return fmt::format(
+      "train --data '{}' --channels 8,16 --groups 4 --time-embed-dim 16 --class-embed-dim 16 -T 20 "
+      "--batch-size 16 --lr 3e-3 --warmup-steps 2 --val-samples 16 --threads 1 --run-dir '{}'",
+      synthetic_dataset().string(), run_dir.string());
+}
+
+TEST(TrainCli, ASecondTrainingIntoARunDirectoryIsRefusedAndTheFirstIsIntact) {
+  SKIP_WITHOUT_CLI();
+  const TempDir scratch;
+  const fs::path run = scratch / "run";
+  CliProcess first(tiny_train_args(run) + " --epochs 100000 --seed 1", scratch.path(), "first");
+  ASSERT_TRUE(first.wait_for_output("model has")) << first.out();  // it holds the directory
+  const CliResult second = run_cli(tiny_train_args(run) + " --epochs 1 --seed 2");
+  EXPECT_EQ(second.rc, 1);
+  EXPECT_EQ(second.err_lines(), 1) << second.err;
+  EXPECT_TRUE(contains(second.err, fmt::format("{} is in use by another numeral process (PID {}: ",
+                                               run.string(), first.pid())))
+      << second.err;
+  first.send(SIGTERM);
+  const CliResult r = first.wait();
+  EXPECT_EQ(r.rc, 143) << r.err;
+  // Everything in the directory is the first run's.
+  const Checkpoint checkpoint = load_checkpoint(run, "diffusion");
+  EXPECT_EQ(checkpoint.config.at("train").at("seed"), 1);
+  EXPECT_EQ(nlohmann::json::parse(read_file(run / "config.json")).at("train").at("seed"), 1);
+}
+
+TEST(TrainCli, SigtermAndSigintCheckpointExitWith128PlusTheSignalAndResumeExactly) {
+  SKIP_WITHOUT_CLI();
+  for (const auto& [signal, name, code] :
+       {std::tuple{SIGTERM, "SIGTERM", 143}, std::tuple{SIGINT, "SIGINT", 130}}) {
+    const TempDir scratch;
+    const fs::path run = scratch / "run", straight = scratch / "straight";
+    CliProcess training(tiny_train_args(run) + " --epochs 100000", scratch.path());
+    ASSERT_TRUE(training.wait_for_output("epoch   1 ")) << training.out();
+    training.send(signal);
+    const CliResult stopped = training.wait();
+    EXPECT_EQ(stopped.rc, code) << stopped.err;
+    EXPECT_EQ(stopped.err_lines(), 1) << stopped.err;
+    EXPECT_TRUE(
+        contains(stopped.err, fmt::format("numeral: stopped by {}: checkpoint of step", name)))
+        << stopped.err;
+    EXPECT_TRUE(contains(stopped.out, "--resume")) << stopped.out;
+    // The checkpoint is whole, and the log is there; no temporary is left.
+    const int64_t step = load_checkpoint(run, "diffusion").state.at("step");
+    EXPECT_GE(step, 4);
+    EXPECT_TRUE(fs::exists(run / "log.jsonl"));
+    for (const auto& entry : fs::directory_iterator(run)) {
+      EXPECT_FALSE(is_temporary_name(entry.path().filename().string())) << entry.path();
+    }
+    // Resumed to step + 3, it equals a run that was never stopped.
+    const std::string until = fmt::format(" --epochs 100000 --max-steps {}", step + 3);
+    const CliResult resumed = run_cli(tiny_train_args(run) + until + " --resume");
+    ASSERT_EQ(resumed.rc, 0) << resumed.err;
+    EXPECT_TRUE(contains(resumed.out, fmt::format("resumed with --max-steps {} (was 0)", step + 3)))
+        << resumed.out;
+    ASSERT_EQ(run_cli(tiny_train_args(straight) + until).rc, 0);
+    const auto a = load_checkpoint(run, "diffusion"), b = load_checkpoint(straight, "diffusion");
+    EXPECT_EQ(a.state.at("step"), step + 3);
+    for (const auto& [key, tensor] : b.tensors) {
+      if (key.rfind("model.", 0) == 0 || key.rfind("ema.", 0) == 0) {
+        EXPECT_TRUE(tensor.equal(a.tensors.at(key))) << key;
+      }
+    }
+  }
+}
+
+TEST(TrainCli, ResumeRefusesFlagsThatChangeTheRunAndSaysWhichChanged) {
+  SKIP_WITHOUT_CLI();
+  const TempDir scratch;
+  const fs::path run = scratch / "run";
+  ASSERT_EQ(run_cli(tiny_train_args(run) + " --epochs 2 --max-steps 2").rc, 0);
+  // Flags left out keep the run's values; a flag given is checked against them.
+  const std::string resume = fmt::format("train --run-dir '{}' --resume --threads 1", run.string());
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {" --channels 16,32", "--channels is 16,32 here but 8,16 in the run"},
+      {" --limit 32", "--limit is 32 here but 0 in the run"},
+      {" --lr 0.1", "--lr is 0.1 here but 0.003 in the run"},
+      {" --split-seed 3", "--split-seed is 3 here but 0 in the run"},
+      {" --schedule linear", "--schedule is linear here but cosine in the run"},
+      {" --attention", "--attention is true here but false in the run"},
+  };
+  const auto before = read_file(run / "checkpoint.safetensors");
+  for (const auto& [flag, message] : refused) {
+    const CliResult r = run_cli(resume + flag);
+    EXPECT_EQ(r.rc, 1) << flag;
+    EXPECT_EQ(r.err_lines(), 1) << r.err;
+    EXPECT_TRUE(contains(r.err, message)) << r.err;
+    EXPECT_TRUE(contains(r.err, "may change only --epochs, --max-steps")) << r.err;
+  }
+  EXPECT_EQ(read_file(run / "checkpoint.safetensors"), before);
+  // --data given as the run's own value is no change; the length and cadence may change.
+  const CliResult r =
+      run_cli(tiny_train_args(run) + " --resume --epochs 3 --max-steps 0 --checkpoint-every 2");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(contains(r.out,
+                       "resumed with --epochs 3 (was 2), --max-steps 0 (was 2), "
+                       "--checkpoint-every 2 (was 0)"))
+      << r.out;
+  EXPECT_EQ(load_checkpoint(run, "diffusion").state.at("step"), 12);
 }
 
 TEST(Safetensors, RoundTripKeepsDtypesShapesAndMetadata) {

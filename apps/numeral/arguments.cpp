@@ -92,7 +92,7 @@ void check_arguments(const CLI::App& app, int argc, const char* const* argv) {
         throw CLI::ValidationError(
             fmt::format("{} given more than once; give it once{}", name, example));
       }
-      if (option->get_type_size_max() > 0 && token.find('=') == std::string::npos) ++i;  // value
+      if (option->get_expected_min() > 0 && token.find('=') == std::string::npos) ++i;  // value
       continue;
     }
     const auto subcommands = command->get_subcommands([](const CLI::App*) { return true; });
@@ -100,7 +100,10 @@ void check_arguments(const CLI::App& app, int argc, const char* const* argv) {
     const auto next = std::find_if(subcommands.begin(), subcommands.end(),
                                    [&](const CLI::App* sub) { return sub->check_name(token); });
     if (next == subcommands.end()) {
-      if (command->get_require_subcommand_min() == 0) continue;
+      // A command with subcommands and no positional arguments has only a mistyped one to offer.
+      const bool takes_positionals =
+          !command->get_options([](const CLI::Option* o) { return o->get_positional(); }).empty();
+      if (command->get_require_subcommand_min() == 0 && takes_positionals) continue;
       throw CLI::ValidationError(unknown_command_message(*command, path, token));
     }
     command = *next;

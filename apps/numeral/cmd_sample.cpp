@@ -36,6 +36,7 @@ struct SampleCommand {
 };
 
 void run(SampleCommand& cmd, CLI::App& app) {
+  InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   auto& sampler = cmd.generate.sampler;
   NUMERAL_CHECK(!(cmd.unconditional && !cmd.digits.empty()),
                 "--unconditional and --digit exclude each other");
@@ -79,7 +80,6 @@ void run(SampleCommand& cmd, CLI::App& app) {
              cmd.unconditional ? "row" : "digit");
   std::fflush(stdout);
 
-  InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   int64_t done = 0;
   std::vector<torch::Tensor> kept;  // uint8 pixels for the grid
   std::vector<int64_t> index_in_class(static_cast<size_t>(mc.num_classes + 1), 0);

@@ -30,6 +30,7 @@ struct SweepCommand {
 };
 
 void run(SweepCommand& cmd, CLI::App& app) {
+  InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   auto& sampler = cmd.generate.sampler;
   NUMERAL_CHECK(!cmd.weights.empty(), "--w: expected at least one weight");
   for (double w : cmd.weights) {
@@ -37,7 +38,6 @@ void run(SweepCommand& cmd, CLI::App& app) {
   }
   const auto [device, trained, T, classes] =
       open_for_sampling(cmd.runtime, cmd.checkpoint, sampler, cmd.digits);
-  InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   check_output_path(cmd.out, "--out");
   const auto labels = repeat_labels(classes, cmd.per_digit);
 

@@ -104,6 +104,7 @@ void run(TrainCommand& cmd, CLI::App& app) {
              j["diffusion"].dump(), j["train"].dump());
   if (!changes.empty()) fmt::print("  resumed with {}\n", fmt::join(changes, ", "));
 
+  InterruptScope interrupts;  // SIGINT, SIGTERM: checkpoint at the next step, then stop
   TrainerOptions options;
   options.run_dir = cmd.run_dir;
   options.device = device;
@@ -124,7 +125,6 @@ void run(TrainCommand& cmd, CLI::App& app) {
       }
     });
   }
-  InterruptScope interrupts;  // SIGINT, SIGTERM: checkpoint at the next step, then stop
   trainer.set_stop_flag(&interrupts.flag());
   const TrainResult result = trainer.run();
   if (result.interrupted) {

@@ -32,12 +32,12 @@ struct TrajectoryCommand {
 };
 
 void run(TrajectoryCommand& cmd, CLI::App& app) {
+  InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   auto& sampler = cmd.generate.sampler;
   NUMERAL_CHECK(cmd.frames >= 2, "--frames {}: expected at least 2 (pure noise and the result)",
                 cmd.frames);
   const auto [device, trained, T, classes] =
       open_for_sampling(cmd.runtime, cmd.checkpoint, sampler, cmd.digits);
-  InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   check_output_path(cmd.out, "--out");
   if (!cmd.gif.empty()) check_output_path(cmd.gif, "--gif");
   // Batch 0 of `numeral sample` with its default batch size: the same noise, the same images.

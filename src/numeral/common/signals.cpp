@@ -54,9 +54,6 @@ extern "C" void on_signal(int signal) {
 void install_signal_handlers() {
   if (g_installed.exchange(true)) return;
   for (int signal : kHandledSignals) {
-    struct sigaction old {};
-    ::sigaction(signal, nullptr, &old);
-    if (signal == SIGINT && old.sa_handler == SIG_IGN) continue;  // e.g. `numeral train ... &`
     struct sigaction action {};
     action.sa_handler = on_signal;
     sigemptyset(&action.sa_mask);
@@ -88,7 +85,10 @@ InterruptScope::InterruptScope() {
 }
 
 InterruptScope::~InterruptScope() {
-  g_scope_depth.fetch_sub(1);
+  if (g_scope_depth.fetch_sub(1) == 1) {
+    g_requested.store(false);
+    g_signal.store(0);
+  }
 }
 
 const std::atomic<bool>& InterruptScope::flag() const {

@@ -12,8 +12,8 @@
 
 namespace numeral {
 
-// Installs the handlers (idempotent; main calls it first, InterruptScope makes sure). A SIGINT that
-// the parent set to be ignored (a background job of a script) stays ignored.
+// Installs the handlers (idempotent; main calls it first, InterruptScope makes sure). They replace
+// an inherited "ignore" too: `numeral train ... &` in a script still stops cleanly on `kill -INT`.
 void install_signal_handlers();
 
 // A command stopped by a signal: what it did about it, and the exit code 128 + signal.
@@ -31,7 +31,7 @@ class Interrupted : public Error {
 std::string signal_name(int signal);
 
 // While one is alive, the first SIGINT or SIGTERM is recorded instead of ending the process.
-// Scopes nest; the record is cleared when the outermost one opens.
+// Scopes nest; the record lasts until the outermost one closes.
 class InterruptScope {
  public:
   InterruptScope();
