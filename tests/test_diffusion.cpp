@@ -7,6 +7,7 @@
 #include "numeral/common/error.h"
 #include "numeral/diffusion/gaussian_diffusion.h"
 #include "numeral/diffusion/guidance.h"
+#include "numeral/diffusion/learned_schedule.h"
 #include "numeral/diffusion/samplers.h"
 #include "numeral/diffusion/schedule.h"
 
@@ -165,6 +166,133 @@ TEST(GaussianDiffusion, LossIsZeroForThePerfectPredictorAndWeightsAreMinSnr) {
   const double snr0 = abar[0].item<double>() / (1 - abar[0].item<double>());
   EXPECT_NEAR(w[0].item<double>(), 5.0 / snr0, 1e-5);  // high SNR: clipped to gamma
   EXPECT_NEAR(w[1].item<double>(), 1.0, 1e-5);         // low SNR: weight 1
+}
+
+TEST(Edm, PreconditioningFollowsKarrasTable1) {
+  // EDM's coefficients in the VE variable x^ = x_t / sqrt(abar) = x_0 + sigma n, computed here by
+  // hand, against the VP-form ones numeral uses.
+  torch::manual_seed(0);
+  DiffusionConfig c;
+  c.prediction = "edm";
+  c.sigma_data = 0.5;
+  GaussianDiffusion d(c, torch::kCPU);
+  auto x0 = torch::rand({4, 1, 6, 6}) * 2 - 1;
+  auto eps = torch::randn({4, 1, 6, 6});
+  auto t = torch::tensor({0, 25, 70, 99}, torch::kLong);
+  auto xt = d.q_sample(x0, t, eps);
+  const auto f = d.edm_target(x0, t, eps);
+  for (int64_t i = 0; i < 4; ++i) {
+    const double abar = d.schedule_f64().alphas_cumprod[t[i].item<int64_t>()].item<double>();
+    const double sigma = std::sqrt((1 - abar) / abar), sd = 0.5;
+    const double c_skip = sd * sd / (sigma * sigma + sd * sd);
+    const double c_out = sigma * sd / std::sqrt(sigma * sigma + sd * sd);
+    const double c_in = 1 / std::sqrt(sigma * sigma + sd * sd);
+    const auto x_hat = xt[i] / std::sqrt(abar);
+    EXPECT_TRUE(torch::allclose(f[i], (x0[i] - c_skip * x_hat) / c_out, 1e-4, 1e-4)) << i;
+    EXPECT_TRUE(torch::allclose(d.network_input(xt, t)[i], c_in * x_hat, 1e-4, 1e-4)) << i;
+    // EDM's loss weight lambda = 1 / c_out^2 makes the F-MSE the x_0-MSE it stands for.
+    const auto x0_error = d.x0_from_edm(xt, t, f + 0.1)[i] - x0[i];
+    EXPECT_NEAR(x0_error.pow(2).mean().item<double>() / (c_out * c_out), 0.01, 1e-5) << i;
+  }
+  // The perfect F gives back x_0 and the true noise.
+  EXPECT_TRUE(torch::allclose(d.x0_from_edm(xt, t, f), x0, 1e-3, 1e-3));
+  EXPECT_TRUE(torch::allclose(d.output_to_eps(xt, t, f), eps, 1e-3, 1e-3));
+  // sigma_data = 1: F is minus the v target, and the input is x_t itself.
+  c.sigma_data = 1;
+  GaussianDiffusion unit(c, torch::kCPU);
+  EXPECT_TRUE(torch::allclose(unit.edm_target(x0, t, eps), -unit.v_target(x0, t, eps), 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(unit.network_input(xt, t), xt, 1e-5, 1e-5));
+  // The loss is zero for the perfect F; min-SNR weighting is for eps and v.
+  ModelFn oracle = [&](const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) {
+    return f;
+  };
+  EXPECT_NEAR(d.training_loss(oracle, x0, torch::zeros({4}, torch::kLong), t, eps).item<double>(),
+              0.0, 1e-8);
+  c.min_snr_gamma = 5;
+  EXPECT_THROW(c.validate(), Error);
+}
+
+TEST(LearnedSchedule, StartsAsCosineKeepsItsEndpointsAndStaysMonotone) {
+  const DiffusionConfig cosine;
+  const auto abar = NoiseSchedule::from_config(cosine).alphas_cumprod;
+  LearnedSchedule learned(abar);
+  EXPECT_TRUE(torch::allclose(learned->alphas_cumprod(), abar, 1e-9, 1e-12));
+  // Any parameters keep both endpoints and a strictly increasing gamma (decreasing abar).
+  torch::manual_seed(3);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : learned->parameters()) p.add_(torch::randn_like(p) * 3);
+  }
+  const auto gamma = learned->gamma();
+  const auto start = torch::log1p(-abar) - torch::log(abar);
+  EXPECT_NEAR(gamma[0].item<double>(), start[0].item<double>(), 1e-9);
+  EXPECT_NEAR(gamma[-1].item<double>(), start[-1].item<double>(), 1e-9);
+  EXPECT_TRUE((gamma.slice(0, 1) - gamma.slice(0, 0, -1)).gt(0).all().item<bool>());
+  // The schedule built from it is a valid NoiseSchedule: abar round-trips through the betas.
+  const auto s = NoiseSchedule::from_alphas_cumprod(learned->alphas_cumprod());
+  EXPECT_TRUE(torch::allclose(s.alphas_cumprod, learned->alphas_cumprod(), 1e-9, 1e-12));
+  EXPECT_TRUE(s.betas.gt(0).all().item<bool>());
+  EXPECT_TRUE(s.betas.lt(1).all().item<bool>());
+  EXPECT_THROW(LearnedSchedule(torch::tensor({0.5})), Error);
+  EXPECT_THROW(LearnedSchedule(torch::tensor({0.5, 0.7})), Error);  // not decreasing
+}
+
+TEST(LearnedSchedule, VarianceObjectiveIsTheSecondMomentOfTheVlbTerms) {
+  const auto abar = NoiseSchedule::from_config(DiffusionConfig{}).alphas_cumprod;
+  LearnedSchedule learned(abar);
+  const auto t = torch::tensor({0, 1, 50, 99}, torch::kLong);
+  const auto mse = torch::tensor({9.0, 0.5, 0.2, 0.1}, torch::kDouble);
+  const auto snr = abar / (1 - abar);
+  double expected = 0;
+  for (int64_t i = 1; i < 4; ++i) {  // t = 0 has no earlier step: left out
+    const int64_t k = t[i].item<int64_t>();
+    const double w = snr[k - 1].item<double>() - snr[k].item<double>();
+    expected += std::pow(w * mse[i].item<double>(), 2) / 3;
+  }
+  const auto objective = learned->variance_objective(t, mse);
+  EXPECT_NEAR(objective.item<double>() / expected, 1.0, 1e-6);
+  // Its gradient reaches the schedule, and one gradient step lowers it.
+  objective.backward();
+  torch::optim::SGD sgd(learned->parameters(), torch::optim::SGDOptions(1e-3 / expected));
+  sgd.step();
+  EXPECT_LT(learned->variance_objective(t, mse).item<double>(), objective.item<double>());
+}
+
+TEST(LearnedSchedule, TrainingLossValueIsTheNetworksAndItsStateRoundTrips) {
+  torch::manual_seed(0);
+  DiffusionConfig c;
+  c.schedule = "learned";
+  GaussianDiffusion learned(c, torch::kCPU), cosine(DiffusionConfig{}, torch::kCPU);
+  EXPECT_TRUE(torch::allclose(learned.schedule_f64().alphas_cumprod,
+                              cosine.schedule_f64().alphas_cumprod, 1e-9, 1e-12));
+  ASSERT_EQ(learned.parameters().size(), 1u);
+  EXPECT_TRUE(cosine.parameters().empty());
+  auto x0 = torch::rand({8, 1, 4, 4});
+  auto noise = torch::randn({8, 1, 4, 4});
+  auto t = torch::randint(1, 100, {8}, torch::kLong);
+  ModelFn zero = [&](const torch::Tensor& x, const torch::Tensor&, const torch::Tensor&) {
+    return torch::zeros_like(x);
+  };
+  const auto labels = torch::zeros({8}, torch::kLong);
+  const auto loss = learned.training_loss(zero, x0, labels, t, noise);
+  EXPECT_NEAR(loss.item<double>(), cosine.training_loss(zero, x0, labels, t, noise).item<double>(),
+              1e-6);
+  loss.backward();
+  ASSERT_TRUE(learned.parameters()[0].grad().defined());
+  EXPECT_GT(learned.parameters()[0].grad().abs().sum().item<double>(), 0);
+  // A changed schedule survives a checkpoint's state: the tables follow.
+  {
+    torch::NoGradGuard no_grad;
+    learned.parameters()[0].add_(torch::randn_like(learned.parameters()[0]));
+  }
+  learned.refresh_schedule();
+  GaussianDiffusion restored(c, torch::kCPU);
+  restored.load_schedule_state(learned.schedule_state(), "memory");
+  EXPECT_TRUE(torch::allclose(restored.schedule_f64().alphas_cumprod,
+                              learned.schedule_f64().alphas_cumprod, 1e-12, 1e-15));
+  EXPECT_FALSE(torch::allclose(restored.schedule_f64().alphas_cumprod,
+                               cosine.schedule_f64().alphas_cumprod, 1e-6, 1e-9));
+  EXPECT_THROW(restored.load_schedule_state({}, "empty.safetensors"), Error);
 }
 
 TEST(Guidance, FormulaAndOneBatchedPass) {

@@ -103,6 +103,34 @@ TEST(Trainer, LossFallsOnATinyModel) {
   EXPECT_EQ(lines, 12);
 }
 
+// The newer training options (EDM preconditioning, a learned schedule) learn too, and what they
+// learn comes back from the checkpoint.
+TEST(Trainer, EdmAndLearnedScheduleLossesFallAndReload) {
+  torch::set_num_threads(1);
+  for (const auto& [prediction, schedule] : {std::pair{"edm", "cosine"}, {"eps", "learned"}}) {
+    RunConfig c = tiny_run();
+    c.diffusion.prediction = prediction;
+    c.diffusion.schedule = schedule;
+    c.train.epochs = 12;
+    const TempDir scratch;
+    Trainer trainer(c, options_for(scratch.path()));
+    const auto result = trainer.run();
+    const double first = result.history.front().train_loss;
+    const double last = result.history.back().train_loss;
+    EXPECT_LT(last, 0.7 * first) << prediction << " " << schedule;
+    const TrainedModel loaded = load_trained_model(scratch.path(), torch::kCPU);
+    EXPECT_TRUE(torch::equal(loaded.diffusion->schedule_f64().alphas_cumprod,
+                             trainer.diffusion()->schedule_f64().alphas_cumprod))
+        << schedule;
+    if (std::string(schedule) == "learned") {  // it moved from where it started
+      DiffusionConfig start = c.diffusion;
+      start.schedule = "cosine";
+      EXPECT_FALSE(torch::allclose(loaded.diffusion->schedule_f64().alphas_cumprod,
+                                   NoiseSchedule::from_config(start).alphas_cumprod, 1e-6, 1e-9));
+    }
+  }
+}
+
 TEST(Trainer, ResumeReproducesTheUninterruptedRun) {
   torch::set_num_threads(1);
   const TempDir straight_scratch, split_scratch;

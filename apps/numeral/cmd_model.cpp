@@ -33,7 +33,9 @@ void export_for_sampling(const std::string& from, const std::string& to) {
                 {"history", full.state.value("history", nlohmann::json::array())},
                 {"exported_from", source.string()}};
   for (auto& [name, tensor] : full.tensors) {
-    if (name.rfind("ema.", 0) == 0) slim.tensors.emplace(name, tensor);
+    if (name.rfind("ema.", 0) == 0 || name.rfind("schedule.", 0) == 0) {
+      slim.tensors.emplace(name, tensor);  // the weights, and a learned noise schedule
+    }
   }
   NUMERAL_CHECK(!slim.tensors.empty(), "{}: has no EMA weights to export", source.string());
   save_checkpoint(to, slim);

@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <cmath>
+#include <optional>
 
 #include "numeral/cli.h"
 #include "numeral/common/error.h"
@@ -52,16 +53,21 @@ void run(NoiseCommand& cmd, CLI::App& app) {
   NUMERAL_CHECK(cmd.index.empty() || cmd.digits.empty(), "--index and --digit exclude each other");
   DiffusionConfig diffusion = cmd.diffusion;
   std::string origin = "flags";
+  std::optional<NoiseSchedule> learned;  // from the checkpoint, when the run learned its schedule
   if (!cmd.checkpoint.empty()) {
-    for (const char* flag :
-         {"--timesteps", "--schedule", "--zero-terminal-snr", "--prediction", "--min-snr-gamma"}) {
+    for (const char* flag : {"--timesteps", "--schedule", "--zero-terminal-snr", "--prediction",
+                             "--min-snr-gamma", "--sigma-data"}) {
       NUMERAL_CHECK(app.count(flag) == 0, "{} conflicts with --checkpoint, whose schedule is used",
                     flag);
     }
     const TrainedModel trained = load_trained_model(cmd.checkpoint, torch::kCPU);
     diffusion = trained.config.diffusion;
     origin = trained.path.string();
+    if (diffusion.schedule == "learned") learned = trained.diffusion->schedule_f64();
   }
+  NUMERAL_CHECK(diffusion.schedule != "learned" || learned,
+                "--schedule learned is learned in training; pass --checkpoint of a run that "
+                "learned it");
   diffusion.validate();
   NUMERAL_CHECK(!cmd.fractions.empty(), "--fractions: expected at least one fraction");
   for (double f : cmd.fractions) {
@@ -69,7 +75,7 @@ void run(NoiseCommand& cmd, CLI::App& app) {
                   "--fractions: {} is not a fraction of T in [0, 1]", f);
   }
   check_output_path(cmd.out, "--out");
-  const NoiseSchedule schedule = NoiseSchedule::from_config(diffusion);
+  const NoiseSchedule schedule = learned ? *learned : NoiseSchedule::from_config(diffusion);
   DataOptions data = cmd.data;
   data.val_fraction = 0;  // --index counts in the training file, nothing held out
   const DataSplit split = load_data(data);

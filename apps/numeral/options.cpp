@@ -39,13 +39,21 @@ void add_diffusion_options(CLI::App& c, DiffusionConfig& d) {
   c.add_option("--timesteps,-T", d.timesteps, "diffusion steps T")
       ->capture_default_str()
       ->group(group);
-  c.add_option("--schedule", d.schedule, "cosine, linear (rescaled to T) or linear-textbook")
+  c.add_option("--schedule", d.schedule,
+               "cosine, linear (rescaled to T), linear-textbook, or learned (starts as cosine; "
+               "its shape is trained to minimise the variance of the VLB, as in VDM)")
       ->capture_default_str()
       ->group(group);
   c.add_flag("--zero-terminal-snr", d.zero_terminal_snr,
              "rescale the schedule so abar_T = 0 (needs --prediction v)")
       ->group(group);
-  c.add_option("--prediction", d.prediction, "eps or v")->capture_default_str()->group(group);
+  c.add_option("--prediction", d.prediction,
+               "what the network predicts: eps, v, or edm (EDM's preconditioned F)")
+      ->capture_default_str()
+      ->group(group);
+  c.add_option("--sigma-data", d.sigma_data, "EDM's sigma_data, for --prediction edm")
+      ->capture_default_str()
+      ->group(group);
   c.add_option("--min-snr-gamma", d.min_snr_gamma, "Min-SNR-gamma loss weighting (0 = off)")
       ->capture_default_str()
       ->group(group);

@@ -3,12 +3,93 @@
 #include <algorithm>
 #include <vector>
 
+#include "numeral/common/error.h"
+#include "numeral/common/format.h"
+
 namespace numeral {
 
 GaussianDiffusion::GaussianDiffusion(const DiffusionConfig& config, torch::Device device)
     : config_(config),
+      device_(device),
       schedule_f64_(NoiseSchedule::from_config(config)),
-      schedule_(schedule_f64_.to(device)) {}
+      schedule_(schedule_f64_.to(device)) {
+  if (config_.schedule == "learned") learned_ = LearnedSchedule(schedule_f64_.alphas_cumprod);
+}
+
+std::vector<torch::Tensor> GaussianDiffusion::parameters() const {
+  return learned_ ? learned_->parameters() : std::vector<torch::Tensor>{};
+}
+
+std::map<std::string, torch::Tensor> GaussianDiffusion::schedule_state() const {
+  std::map<std::string, torch::Tensor> state;
+  if (!learned_) return state;
+  for (const auto& p : learned_->named_parameters()) {
+    state["schedule." + p.key()] = p.value().detach().clone();
+  }
+  for (const auto& b : learned_->named_buffers()) {
+    state["schedule." + b.key()] = b.value().detach().clone();
+  }
+  return state;
+}
+
+void GaussianDiffusion::load_schedule_state(const std::map<std::string, torch::Tensor>& tensors,
+                                            const std::string& origin) {
+  if (!learned_) return;
+  torch::NoGradGuard no_grad;
+  const auto expected = schedule_state();
+  for (const auto& [name, current] : expected) {
+    const auto it = tensors.find(name);
+    NUMERAL_CHECK(it != tensors.end(),
+                  "{}: the run learned its noise schedule, but the file has no '{}' tensor", origin,
+                  name);
+    NUMERAL_CHECK(it->second.sizes() == current.sizes(),
+                  "{}: '{}' has shape {} but this model's schedule has {}", origin, name,
+                  it->second.sizes(), current.sizes());
+  }
+  for (auto& p : learned_->named_parameters()) p.value().copy_(tensors.at("schedule." + p.key()));
+  for (auto& b : learned_->named_buffers()) b.value().copy_(tensors.at("schedule." + b.key()));
+  refresh_schedule();
+}
+
+void GaussianDiffusion::refresh_schedule() {
+  if (!learned_) return;
+  torch::NoGradGuard no_grad;
+  schedule_f64_ = NoiseSchedule::from_alphas_cumprod(learned_->alphas_cumprod());
+  schedule_ = schedule_f64_.to(device_);
+}
+
+torch::Tensor GaussianDiffusion::network_input(const torch::Tensor& x_t,
+                                               const torch::Tensor& t) const {
+  if (config_.prediction != "edm") return x_t;
+  const auto abar = extract(schedule_.alphas_cumprod, t);
+  const double sd2 = config_.sigma_data * config_.sigma_data;
+  return x_t * torch::rsqrt(1 - abar + abar * sd2);
+}
+
+torch::Tensor GaussianDiffusion::predict_eps(const ModelFn& network, const torch::Tensor& x_t,
+                                             const torch::Tensor& t,
+                                             const torch::Tensor& labels) const {
+  return output_to_eps(x_t, t, network(network_input(x_t, t), t, labels));
+}
+
+torch::Tensor GaussianDiffusion::edm_target(const torch::Tensor& x0, const torch::Tensor& t,
+                                            const torch::Tensor& noise) const {
+  const auto abar = extract(schedule_.alphas_cumprod, t);
+  const double sd = config_.sigma_data;
+  const auto k = 1 - abar + abar * sd * sd;
+  const auto x_t = q_sample(x0, t, noise);
+  const auto c_skip = sd * sd * abar.sqrt() / k;
+  const auto c_out = sd * (1 - abar).sqrt() / k.sqrt();
+  return (x0 - c_skip * x_t) / c_out;
+}
+
+torch::Tensor GaussianDiffusion::x0_from_edm(const torch::Tensor& x_t, const torch::Tensor& t,
+                                             const torch::Tensor& f) const {
+  const auto abar = extract(schedule_.alphas_cumprod, t);
+  const double sd = config_.sigma_data;
+  const auto k = 1 - abar + abar * sd * sd;
+  return sd * sd * abar.sqrt() / k * x_t + sd * (1 - abar).sqrt() / k.sqrt() * f;
+}
 
 torch::Tensor GaussianDiffusion::q_sample(const torch::Tensor& x0, const torch::Tensor& t,
                                           const torch::Tensor& noise) const {
@@ -52,7 +133,20 @@ ModelFn in_chunks(ModelFn model, int64_t max_batch) {
 
 torch::Tensor GaussianDiffusion::output_to_eps(const torch::Tensor& x_t, const torch::Tensor& t,
                                                const torch::Tensor& output) const {
-  return config_.prediction == "v" ? eps_from_v(x_t, t, output) : output;
+  if (config_.prediction == "v") return eps_from_v(x_t, t, output);
+  if (config_.prediction == "edm") {
+    // eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar).
+    return (x_t - extract(schedule_.sqrt_alphas_cumprod, t) * x0_from_edm(x_t, t, output)) /
+           extract(schedule_.sqrt_one_minus_alphas_cumprod, t);
+  }
+  return output;
+}
+
+torch::Tensor GaussianDiffusion::training_target(const torch::Tensor& x0, const torch::Tensor& t,
+                                                 const torch::Tensor& noise) const {
+  if (config_.prediction == "v") return v_target(x0, t, noise);
+  if (config_.prediction == "edm") return edm_target(x0, t, noise);
+  return noise;
 }
 
 torch::Tensor GaussianDiffusion::loss_weights(const torch::Tensor& t) const {
@@ -68,11 +162,16 @@ torch::Tensor GaussianDiffusion::training_loss(const ModelFn& model, const torch
                                                const torch::Tensor& labels, const torch::Tensor& t,
                                                const torch::Tensor& noise) const {
   const auto x_t = q_sample(x0, t, noise);
-  const auto target = config_.prediction == "v" ? v_target(x0, t, noise) : noise;
-  const auto output = model(x_t, t, labels);
-  const auto per_sample = (output - target).pow(2).flatten(1).mean(1);  // [B]
-  if (config_.min_snr_gamma <= 0) return per_sample.mean();
-  return (per_sample * loss_weights(t)).mean();
+  const auto output = model(network_input(x_t, t), t, labels);
+  const auto per_sample = (output - training_target(x0, t, noise)).pow(2).flatten(1).mean(1);
+  const auto loss =
+      config_.min_snr_gamma <= 0 ? per_sample.mean() : (per_sample * loss_weights(t)).mean();
+  if (!learned_ || !torch::GradMode::is_enabled()) return loss;
+  // The schedule's objective rides on the gradient without changing the value (it is added and
+  // subtracted detached): the logged loss stays the network's.
+  const auto eps_mse = (output_to_eps(x_t, t, output) - noise).pow(2).flatten(1).mean(1);
+  const auto variance = learned_->variance_objective(t, eps_mse).to(loss.device(), loss.dtype());
+  return loss + (variance - variance.detach());
 }
 
 }  // namespace numeral

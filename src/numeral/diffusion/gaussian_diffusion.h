@@ -4,7 +4,11 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <map>
+#include <string>
+#include <vector>
 
+#include "numeral/diffusion/learned_schedule.h"
 #include "numeral/diffusion/schedule.h"
 
 namespace numeral {
@@ -18,7 +22,9 @@ using ModelFn = std::function<torch::Tensor(const torch::Tensor& x_t, const torc
 // max_batch <= 0 returns `model` itself.
 ModelFn in_chunks(ModelFn model, int64_t max_batch);
 
-// Forward diffusion, the conversions between eps, v and x_0, and the training loss.
+// Forward diffusion, the conversions between eps, v, EDM's F and x_0, and the training loss. With
+// schedule "learned" it also owns the schedule's parameters (learned_schedule.h), which the
+// trainer optimises and checkpoints as "schedule.*".
 class GaussianDiffusion {
  public:
   GaussianDiffusion(const DiffusionConfig& config, torch::Device device);
@@ -27,6 +33,25 @@ class GaussianDiffusion {
   const NoiseSchedule& schedule() const { return schedule_; }          // float32 on the device
   const NoiseSchedule& schedule_f64() const { return schedule_f64_; }  // float64 on the CPU
   int64_t T() const { return config_.timesteps; }
+
+  // The learned schedule's parameters (none for a fixed schedule).
+  std::vector<torch::Tensor> parameters() const;
+  // The learned schedule's tensors for a checkpoint, "schedule.*" (empty for a fixed schedule).
+  std::map<std::string, torch::Tensor> schedule_state() const;
+  // Loads them back (checked like any module state; `origin` names the file in errors) and
+  // recomputes the coefficient tables. A no-op for a fixed schedule.
+  void load_schedule_state(const std::map<std::string, torch::Tensor>& tensors,
+                           const std::string& origin);
+  // Recomputes the coefficient tables from the learned schedule, e.g. after an optimiser step.
+  void refresh_schedule();
+
+  // What the network is given for x_t: x_t itself, or for edm c_in x_t, scaled to unit variance
+  // (EDM Table 1 in the variance-preserving form: c_in = 1 / sqrt(1 - abar + abar sigma_data^2)).
+  torch::Tensor network_input(const torch::Tensor& x_t, const torch::Tensor& t) const;
+  // The noise the network predicts at x_t: network_input, the call, output_to_eps.
+  torch::Tensor predict_eps(const ModelFn& network, const torch::Tensor& x_t,
+                            const torch::Tensor& t,
+                            const torch::Tensor& labels) const;  // [B, C, H, W]
 
   // DDPM eq. 4: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps.
   torch::Tensor q_sample(const torch::Tensor& x0, const torch::Tensor& t,
@@ -40,19 +65,34 @@ class GaussianDiffusion {
   // eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t.
   torch::Tensor eps_from_v(const torch::Tensor& x_t, const torch::Tensor& t,
                            const torch::Tensor& v) const;
+  // EDM (Karras et al. 2022, Table 1) in the variance-preserving form, with k = 1 - abar +
+  // abar sigma_data^2: x_0 = c_skip x_t + c_out F, c_skip = sigma_data^2 sqrt(abar) / k,
+  // c_out = sigma_data sqrt(1 - abar) / sqrt(k). The network's target F is then
+  // (x_0 - c_skip x_t) / c_out, and its plain MSE is EDM's weighted loss. sigma_data = 1 gives
+  // F = -v.
+  torch::Tensor edm_target(const torch::Tensor& x0, const torch::Tensor& t,
+                           const torch::Tensor& noise) const;
+  torch::Tensor x0_from_edm(const torch::Tensor& x_t, const torch::Tensor& t,
+                            const torch::Tensor& f) const;
   // The network's raw output converted to predicted noise, whatever the prediction target.
   torch::Tensor output_to_eps(const torch::Tensor& x_t, const torch::Tensor& t,
                               const torch::Tensor& output) const;
+  // What the network is trained to output at (x_0, t, noise): eps, v or EDM's F.
+  torch::Tensor training_target(const torch::Tensor& x0, const torch::Tensor& t,
+                                const torch::Tensor& noise) const;
   // Per-timestep loss weights: 1, or Min-SNR-gamma (Hang et al. 2023) when min_snr_gamma > 0.
   torch::Tensor loss_weights(const torch::Tensor& t) const;  // [B]
-  // Mean over the batch of the weighted MSE between the network's output and its target (eps or
-  // v) at timesteps t with the given noise.
+  // Mean over the batch of the weighted MSE between the network's output and its target (eps, v
+  // or F) at timesteps t with the given noise. With a learned schedule the value is the same, and
+  // its gradient also carries the schedule's variance objective (to the schedule only).
   torch::Tensor training_loss(const ModelFn& model, const torch::Tensor& x0,
                               const torch::Tensor& labels, const torch::Tensor& t,
                               const torch::Tensor& noise) const;  // scalar
 
  private:
   DiffusionConfig config_;
+  torch::Device device_;
+  LearnedSchedule learned_{nullptr};
   NoiseSchedule schedule_f64_;
   NoiseSchedule schedule_;
 };

@@ -9,12 +9,20 @@ namespace numeral {
 
 void DiffusionConfig::validate() const {
   NUMERAL_CHECK(timesteps >= 2, "diffusion: timesteps must be >= 2, got {}", timesteps);
-  NUMERAL_CHECK(schedule == "cosine" || schedule == "linear" || schedule == "linear-textbook",
-                "diffusion: unknown schedule '{}': expected cosine, linear or linear-textbook",
+  NUMERAL_CHECK(schedule == "cosine" || schedule == "linear" || schedule == "linear-textbook" ||
+                    schedule == "learned",
+                "diffusion: unknown schedule '{}': expected cosine, linear, linear-textbook or "
+                "learned",
                 schedule);
-  NUMERAL_CHECK(prediction == "eps" || prediction == "v",
-                "diffusion: unknown prediction '{}': expected eps or v", prediction);
+  NUMERAL_CHECK(prediction == "eps" || prediction == "v" || prediction == "edm",
+                "diffusion: unknown prediction '{}': expected eps, v or edm", prediction);
   NUMERAL_CHECK(min_snr_gamma >= 0, "diffusion: min_snr_gamma must be >= 0, got {}", min_snr_gamma);
+  NUMERAL_CHECK(min_snr_gamma == 0 || prediction != "edm",
+                "diffusion: min_snr_gamma weights eps or v targets; edm has its own weighting");
+  NUMERAL_CHECK(sigma_data > 0, "diffusion: sigma_data must be > 0, got {}", sigma_data);
+  NUMERAL_CHECK(!(zero_terminal_snr && schedule == "learned"),
+                "diffusion: a learned schedule needs a finite terminal SNR; drop "
+                "--zero-terminal-snr");
   NUMERAL_CHECK(!(zero_terminal_snr && prediction == "eps"),
                 "diffusion: zero terminal SNR makes x_0 unrecoverable from eps at t = T; use "
                 "--prediction v with --zero-terminal-snr");
@@ -24,7 +32,8 @@ void DiffusionConfig::validate() const {
 void to_json(nlohmann::json& j, const DiffusionConfig& c) {
   j = nlohmann::json{{"timesteps", c.timesteps},   {"schedule", c.schedule},
                      {"cosine_s", c.cosine_s},     {"zero_terminal_snr", c.zero_terminal_snr},
-                     {"prediction", c.prediction}, {"min_snr_gamma", c.min_snr_gamma}};
+                     {"prediction", c.prediction}, {"min_snr_gamma", c.min_snr_gamma},
+                     {"sigma_data", c.sigma_data}};
 }
 
 void from_json(const nlohmann::json& j, DiffusionConfig& c) {
@@ -35,6 +44,7 @@ void from_json(const nlohmann::json& j, DiffusionConfig& c) {
   c.zero_terminal_snr = j.value("zero_terminal_snr", d.zero_terminal_snr);
   c.prediction = j.value("prediction", d.prediction);
   c.min_snr_gamma = j.value("min_snr_gamma", d.min_snr_gamma);
+  c.sigma_data = j.value("sigma_data", d.sigma_data);
 }
 
 torch::Tensor make_betas(const DiffusionConfig& config) {
@@ -68,10 +78,21 @@ torch::Tensor rescale_zero_terminal_snr(const torch::Tensor& betas) {
 }
 
 NoiseSchedule NoiseSchedule::from_config(const DiffusionConfig& config) {
-  NoiseSchedule s;
   auto betas = make_betas(config);
   if (config.zero_terminal_snr) betas = rescale_zero_terminal_snr(betas);
-  s.T = config.timesteps;
+  return from_betas(betas);
+}
+
+NoiseSchedule NoiseSchedule::from_alphas_cumprod(const torch::Tensor& alphas_cumprod) {
+  const auto abar = alphas_cumprod.detach().to(torch::kCPU, torch::kDouble);
+  const auto alphas =
+      torch::cat({abar.slice(0, 0, 1), abar.slice(0, 1) / abar.slice(0, 0, -1)});  // [T]
+  return from_betas(1 - alphas);
+}
+
+NoiseSchedule NoiseSchedule::from_betas(const torch::Tensor& betas) {
+  NoiseSchedule s;
+  s.T = betas.size(0);
   s.betas = betas;
   s.alphas = 1 - betas;
   s.alphas_cumprod = torch::cumprod(s.alphas, 0);

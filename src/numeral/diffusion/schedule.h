@@ -11,11 +11,12 @@ namespace numeral {
 // How the forward process is configured; stored in every checkpoint.
 struct DiffusionConfig {
   int64_t timesteps = 100;          // T >= 2
-  std::string schedule = "cosine";  // cosine | linear | linear-textbook
+  std::string schedule = "cosine";  // cosine | linear | linear-textbook | learned (from cosine)
   double cosine_s = 0.008;          // cosine offset s (Nichol & Dhariwal eq. 17)
   bool zero_terminal_snr = false;   // rescale so abar_T = 0 exactly (Lin et al. 2023); needs v
-  std::string prediction = "eps";   // eps | v: what the network predicts
+  std::string prediction = "eps";   // eps | v | edm: what the network predicts
   double min_snr_gamma = 0.0;       // Min-SNR-gamma loss weighting (Hang et al. 2023); 0 = off
+  double sigma_data = 0.5;          // EDM's sigma_data (Karras et al. 2022), for prediction edm
 
   // Throws numeral::Error naming the field when the combination is invalid.
   void validate() const;
@@ -27,7 +28,7 @@ void from_json(const nlohmann::json& j, DiffusionConfig& c);
 // betas for the named schedule. "linear" is DDPM's 1e-4..0.02 rescaled by 1000/T (Nichol &
 // Dhariwal sec. 3.2) so that x_T is noise for any T; "linear-textbook" is 1e-4..0.02 unscaled,
 // which for T = 100 leaves abar_T = 0.36 (x_T still mostly image); "cosine" is eq. 17, betas
-// clipped at 0.999.
+// clipped at 0.999. A "learned" schedule starts as the cosine one (learned_schedule.h).
 torch::Tensor make_betas(const DiffusionConfig& config);  // [T] float64
 
 // Rescales betas so that sqrt(abar) goes linearly to exactly 0 at T while keeping sqrt(abar_1)
@@ -51,6 +52,10 @@ struct NoiseSchedule {
 
   // Builds every coefficient from the config, as float64 on the CPU.
   static NoiseSchedule from_config(const DiffusionConfig& config);
+  // Builds every coefficient from betas ([T] float64).
+  static NoiseSchedule from_betas(const torch::Tensor& betas);
+  // Builds every coefficient from abar ([T], decreasing in (0, 1]), as float64 on the CPU.
+  static NoiseSchedule from_alphas_cumprod(const torch::Tensor& alphas_cumprod);
   // A copy with every coefficient as float32 on `device`.
   NoiseSchedule to(torch::Device device) const;
   // log(abar_t / (1 - abar_t)): the signal-to-noise ratio in log space.

@@ -137,7 +137,9 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
   ema_ = std::make_unique<EMA>(*model_, *ema_model_, tc.ema_decay);
   ema_->copy_from_model();
   ema_model_->eval();
-  optimizer_ = make_optimizer(tc, model_->parameters());
+  auto parameters = model_->parameters();
+  for (const auto& p : diffusion_->parameters()) parameters.push_back(p);  // a learned schedule
+  optimizer_ = make_optimizer(tc, parameters);
   if (device.is_cuda()) {
     generator_ = at::globalContext().defaultGenerator(device);
     generator_.set_current_seed(tc.seed);
@@ -211,6 +213,7 @@ void Trainer::save_checkpoint_now() {
                                            TORCH_VERSION_PATCH)}};
   c.tensors = module_state(*model_, "model.");
   for (auto& [name, t] : module_state(*ema_model_, "ema.")) c.tensors.emplace(name, t);
+  for (auto& [name, t] : diffusion_->schedule_state()) c.tensors.emplace(name, t);
   std::ostringstream optimizer_bytes;
   torch::serialize::OutputArchive archive;
   optimizer_->save(archive);
@@ -245,6 +248,7 @@ void Trainer::restore(const std::filesystem::path& path) {
   load_module_state(*probe, c.tensors, "ema.", path.string());
   load_module_state(*model_, c.tensors, "model.", path.string());
   load_module_state(*ema_model_, c.tensors, "ema.", path.string());
+  diffusion_->load_schedule_state(c.tensors, path.string());
   std::istringstream optimizer_bytes(tensor_to_bytes(c.tensors.at("optimizer")));
   torch::serialize::InputArchive archive;
   archive.load_from(optimizer_bytes, options_.device);
@@ -336,6 +340,7 @@ TrainResult Trainer::run() {
       loss.backward();
       if (tc.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), tc.grad_clip);
       optimizer_->step();
+      diffusion_->refresh_schedule();
       ema_->update(step_);
       ++step_;
       // Reading the loss syncs with the device: every step on the CPU (free), every
@@ -410,6 +415,7 @@ TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device
   m.model->to(device);
   m.model->eval();
   m.diffusion = std::make_shared<GaussianDiffusion>(m.config.diffusion, device);
+  m.diffusion->load_schedule_state(c.tensors, m.path.string());
   m.state = c.state;
   return m;
 }
@@ -417,7 +423,11 @@ TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device
 ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion) {
   return [model, diffusion](const torch::Tensor& x, const torch::Tensor& t,
                             const torch::Tensor& y) mutable {
-    return diffusion->output_to_eps(x, t, model->forward(x, t, y));
+    return diffusion->predict_eps(
+        [&](const torch::Tensor& input, const torch::Tensor& time, const torch::Tensor& labels) {
+          return model->forward(input, time, labels);
+        },
+        x, t, y);
   };
 }
 
