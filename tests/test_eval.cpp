@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -20,10 +21,12 @@
 #include "numeral/common/fs.h"
 #include "numeral/data/dataset.h"
 #include "numeral/data/idx.h"
+#include "numeral/eval/augment.h"
 #include "numeral/eval/classifier.h"
 #include "numeral/eval/evaluate.h"
 #include "numeral/eval/metrics.h"
 #include "numeral/eval/popout.h"
+#include "numeral/eval/report.h"
 #include "numeral/io/checkpoint.h"
 #include "test_util.h"
 
@@ -648,6 +651,172 @@ TEST(Popout, RunsTheSamplerAndRecordsEveryStep) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Classic augmentations, the step budget, and `eval augment`
+
+TEST(Augmentations, WarpRotatesAboutTheCentreAndIsTheIdentityAtRest) {
+  auto x = torch::full({1, 1, 5, 5}, -1.0);
+  x[0][0][0][2] = 1;  // a bright pixel above the centre
+  const auto zero = torch::zeros({1, 2, 5, 5});
+  EXPECT_TRUE(torch::allclose(warp_images(x, torch::tensor({0.0}), zero), x, 0, 1e-6));
+  // 90 degrees turn the image clockwise as displayed: the pixel above the centre goes right.
+  const auto turned = warp_images(x, torch::tensor({90.0}), zero);
+  EXPECT_NEAR(turned[0][0][2][4].item<double>(), 1.0, 1e-5);
+  EXPECT_NEAR(turned[0][0][0][2].item<double>(), -1.0, 1e-5);
+  // A displacement of one pixel in x reads the next column: the image moves left; outside is -1.
+  auto shift = torch::zeros({1, 2, 5, 5});
+  shift[0][0].fill_(1.0);
+  const auto moved = warp_images(x, torch::tensor({0.0}), shift);
+  EXPECT_NEAR(moved[0][0][0][1].item<double>(), 1.0, 1e-5);
+  EXPECT_NEAR(moved[0][0][2][4].item<double>(), -1.0, 1e-5);
+  // random_warp: off is x itself; on, it is seeded and keeps the ink roughly where it was.
+  auto gen = make_generator(5);
+  EXPECT_TRUE(random_warp(x, 0, 0, 4, gen).is_same(x));
+  const auto digits = torch::rand({4, 1, 28, 28}) * 2 - 1;
+  auto g1 = make_generator(7), g2 = make_generator(7);
+  const auto a = random_warp(digits, 15, 34, 4, g1), b = random_warp(digits, 15, 34, 4, g2);
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_FALSE(torch::allclose(a, digits, 0, 1e-3));
+  EXPECT_LT((a.mean() - digits.mean()).abs().item<double>(), 0.25);
+}
+
+TEST(Classifier, AStepBudgetFixesTheOptimiserSteps) {
+  ClassifierTrainConfig c;
+  c.batch_size = 32;
+  EXPECT_EQ(c.total_steps(400), 13 * 8);  // 8 epochs of 13 steps
+  c.steps = 20;
+  EXPECT_EQ(c.total_steps(400), 20);
+  EXPECT_EQ(c.total_steps(40000), 20);
+  const auto split = small_real_split();
+  if (!split) GTEST_SKIP() << "no real digits";
+  DigitClassifier model(tiny_config());
+  const auto history =
+      train_classifier(model, c, to_model_range(split->train.images), split->train.labels);
+  EXPECT_EQ(history.size(), 2u);  // 13 steps, then 7 of the second epoch
+  c.max_rotation = 200;
+  EXPECT_ERROR(c.validate(), "max_rotation 200");
+}
+
+// A saved tiny generator recording that it trained on `trained_on` and held out `split`'s digits.
+fs::path save_generator(const fs::path& dir, const Dataset& trained_on, const DataSplit& split) {
+  const TrainedModel m = tiny_diffusion_model();
+  Checkpoint c;
+  c.kind = "diffusion";
+  c.config = m.config;
+  c.state = {{"step", 0},
+             {"train_fingerprint", content_fingerprint(trained_on)},
+             {"val_fingerprint", split.val_fingerprint}};
+  c.tensors = module_state(*m.model, "ema.");
+  const fs::path path = dir / "checkpoint.safetensors";
+  save_checkpoint(path, c);
+  return path;
+}
+
+TEST(Augment, TinyExperimentReportAndCache) {
+  const auto split = small_real_split();
+  if (!split) GTEST_SKIP() << "no real digits";
+  TempDir dir;
+  const TrainedModel full =
+      load_trained_model(save_generator(dir / "full", split->train, *split), torch::kCPU);
+  const fs::path low = save_generator(dir / "low", first_per_class(split->train, 3, 10), *split);
+  AugmentPlan plan;
+  plan.generated = {20, 40};
+  plan.low = {{3, low}};
+  plan.low_generated = 30;
+  plan.seeds = 2;
+  plan.steps = 3;
+  plan.generate.sampler.name = "ddim";
+  plan.generate.sampler.steps = 2;
+  plan.cache = dir / "cache";
+  std::vector<std::string> lines;
+  const auto print = [&](const std::string& line) { lines.push_back(line); };
+  const auto experiments = run_augment(plan, *split, full, print);
+  ASSERT_EQ(experiments.size(), 2u);
+  const auto& f = experiments[0];
+  ASSERT_EQ(f.arms.size(), 4u);  // real, + 20, + 40, generated alone
+  EXPECT_EQ(f.arms[0].name, "400 real");
+  EXPECT_EQ(f.arms[2].name, "400 real + 40 generated");
+  EXPECT_EQ(f.arms[3].real_images, 0);
+  EXPECT_EQ(f.arms[3].generated_images, 400);
+  const auto& l = experiments[1];
+  EXPECT_EQ(l.per_class, 3);
+  ASSERT_EQ(l.arms.size(), 4u);
+  EXPECT_EQ(l.arms[1].name, "30 real + classic augmentations");
+  EXPECT_EQ(l.arms[3].name, "30 real + classic augmentations + 30 generated");
+  for (const auto& e : experiments) {
+    for (const auto& arm : e.arms) {
+      ASSERT_EQ(arm.accuracies.size(), 2u) << arm.name;
+      for (double a : arm.accuracies) EXPECT_TRUE(a >= 0 && a <= 1) << arm.name;
+    }
+  }
+  // Seeded: the same classifier seed on the same digits gives the same accuracy.
+  const auto again = held_out_accuracies(
+      to_model_range(split->train.images), split->train.labels,
+      [] {
+        ClassifierTrainConfig c;
+        c.steps = 3;
+        return c;
+      }(),
+      2, *split);
+  EXPECT_EQ(again, f.arms[0].accuracies);
+  // The generated digits are kept as IDX files with their provenance, and reused.
+  EXPECT_TRUE(fs::exists(dir / "cache" / "full-400-images-idx3-ubyte"));
+  EXPECT_TRUE(fs::exists(dir / "cache" / "low-3-30-labels-idx1-ubyte"));
+  lines.clear();
+  run_augment(plan, *split, full, print);
+  EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
+                          [](const std::string& s) { return contains(s, "reusing"); }),
+            2);
+  // The report: one table per experiment, the JSON and Markdown renderings, the plot.
+  const Report report = augment_report(experiments, plan, {{"generator", "tiny"}});
+  ASSERT_EQ(report.tables.size(), 2u);
+  EXPECT_EQ(report.tables[0].columns.size(), 6u);  // name, mean, sd, gain, 2 seeds
+  EXPECT_EQ(report.tables[0].rows.size(), 4u);
+  const auto json = render_json(report);
+  EXPECT_EQ(json["facts"]["generator"], "tiny");
+  EXPECT_EQ(json["data"]["experiments"][1]["per_class"], 3);
+  EXPECT_EQ(json["tables"][0]["rows"][0]["training digits"], "400 real");
+  EXPECT_TRUE(contains(render_markdown(report), "| 400 real + 20 generated |"));
+  EXPECT_TRUE(contains(render_text(report), "Low data: N = 3 real digits per class"));
+  const Image plot = augment_plot(experiments);
+  EXPECT_GT(plot.width, 800);
+}
+
+TEST(Augment, BadInputsAreRefusedInOneLine) {
+  const auto split = small_real_split();
+  if (!split) GTEST_SKIP() << "no real digits";
+  TempDir dir;
+  const TrainedModel full =
+      load_trained_model(save_generator(dir / "full", split->train, *split), torch::kCPU);
+  AugmentPlan plan;
+  plan.generated = {20};
+  plan.seeds = 1;
+  plan.steps = 1;
+  plan.generate.sampler.name = "ddim";
+  plan.generate.sampler.steps = 1;
+  plan.cache = dir / "cache";
+  AugmentPlan negative = plan;
+  negative.generated = {-5};
+  EXPECT_ERROR(run_augment(negative, *split, full, {}), "generated digits to add",
+               "at least 1, got -5");
+  AugmentPlan too_many = plan;
+  too_many.low = {{1000, dir / "full"}};
+  EXPECT_ERROR(run_augment(too_many, *split, full, {}), "N = 1000 real digits per class",
+               "training split has 400");
+  AugmentPlan missing = plan;
+  missing.low = {{3, dir / "no-such-run"}};
+  EXPECT_ERROR(run_augment(missing, *split, full, {}), "no-such-run", "no such checkpoint");
+  // A generator that trained on other real digits (the full split) for the N = 3 arm.
+  AugmentPlan leaky = plan;
+  leaky.low = {{3, dir / "full"}};
+  EXPECT_ERROR(run_augment(leaky, *split, full, {}), "the N = 3 generator",
+               "trained on other real digits than the 30");
+  // And a full-data generator that trained on a subset.
+  const TrainedModel partial = load_trained_model(
+      save_generator(dir / "partial", first_per_class(split->train, 3, 10), *split), torch::kCPU);
+  EXPECT_ERROR(run_augment(plan, *split, partial, {}), "trained on other real digits than the 400");
+}
+
+// ---------------------------------------------------------------------------------------------
 // The CLI
 
 TEST(Cli, ClassifierTrainWithABadFlagFails) {
@@ -679,6 +848,11 @@ TEST(Cli, EvalBadInputsFailWithOneLine) {
       "--labels");
   expect_error(run_cli("eval --classifier clf"), "--checkpoint");
   expect_error(run_cli("eval popout --classifier clf"), "--checkpoint");  // it is required
+  expect_error(run_cli("eval augment --checkpoint x --generated 8000,-5"), "--generated");
+  expect_error(run_cli(fmt::format("eval augment --checkpoint '{}' --low 10", dir.path().string())),
+               "--low 10: expected N=RUN");
+  expect_error(run_cli(fmt::format("eval augment --checkpoint '{}'", (dir / "none").string())),
+               "no such file or directory");
 }
 
 }  // namespace

@@ -11,14 +11,17 @@
 
 #include "numeral/cli.h"
 #include "numeral/common/error.h"
+#include "numeral/common/format.h"
 #include "numeral/common/fs.h"
 #include "numeral/common/lock.h"
 #include "numeral/common/progress.h"
 #include "numeral/common/runtime.h"
 #include "numeral/common/signals.h"
+#include "numeral/eval/augment.h"
 #include "numeral/eval/classifier.h"
 #include "numeral/eval/evaluate.h"
 #include "numeral/eval/popout.h"
+#include "numeral/eval/report.h"
 #include "numeral/generate/request.h"
 #include "numeral/io/image.h"
 #include "options.h"
@@ -55,6 +58,14 @@ struct SweepCommand {
   int64_t samples = kDefaultEvalSamples;
 };
 
+struct AugmentCommand {
+  std::string checkpoint;        // the full-data generator
+  std::vector<std::string> low;  // N=RUN: a generator trained on N real digits per class
+  AugmentPlan plan;
+  std::string out;
+  RuntimeOptions runtime;
+};
+
 // `required` marks --checkpoint and --classifier required (not on `eval` itself, whose options
 // CLI11 would otherwise demand for `eval popout` too; run_eval checks them).
 void add_common(CLI::App& sub, EvalCommon& c, bool required) {
@@ -84,9 +95,9 @@ struct OutputDir {
   std::unique_ptr<RunDirLock> lock;
 };
 
-OutputDir open_output_dir(const EvalCommon& c, const std::filesystem::path& fallback) {
+OutputDir open_output_dir(const std::string& out_flag, const std::filesystem::path& fallback) {
   OutputDir out;
-  out.path = c.out.empty() ? fallback / "eval" : std::filesystem::path(c.out);
+  out.path = out_flag.empty() ? fallback / "eval" : std::filesystem::path(out_flag);
   out.lock = std::make_unique<RunDirLock>(out.path);
   ensure_writable_dir(out.path);
   return out;
@@ -188,7 +199,7 @@ void run_eval(EvalCommand& cmd) {
   InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   Loaded l = load_all(c, cmd.data);
   const OutputDir out = open_output_dir(
-      c, l.model ? run_dir_of(c.checkpoint) : std::filesystem::path(cmd.images).parent_path());
+      c.out, l.model ? run_dir_of(c.checkpoint) : std::filesystem::path(cmd.images).parent_path());
   const auto& dir = out.path;
   if (l.model) {
     request_size(cmd.samples, 1, "--samples");
@@ -222,7 +233,7 @@ void run_popout(PopoutCommand& cmd) {
   const auto& c = cmd.common;
   InterruptScope interrupts;
   Loaded l = load_all(c, "");
-  const OutputDir out = open_output_dir(c, run_dir_of(c.checkpoint));
+  const OutputDir out = open_output_dir(c.out, run_dir_of(c.checkpoint));
   const auto& dir = out.path;
   request_size(cmd.per_class, static_cast<int64_t>(l.real.class_names.size()), "--per-class");
   say(fmt::format("pop-out: {} trajectories per digit, sampler {}, w = {:g}", cmd.per_class,
@@ -250,7 +261,7 @@ void run_sweep(SweepCommand& cmd) {
   NUMERAL_CHECK(!cmd.w.empty(), "--w: expected at least one guidance weight, e.g. 0,0.5,1,2,4");
   InterruptScope interrupts;
   Loaded l = load_all(c, "");
-  const OutputDir out = open_output_dir(c, run_dir_of(c.checkpoint));
+  const OutputDir out = open_output_dir(c.out, run_dir_of(c.checkpoint));
   const auto& dir = out.path;
   request_size(cmd.samples, 1, "--samples");
   NUMERAL_CHECK(cmd.samples >= l.classifier.config.feature_dim,
@@ -285,6 +296,64 @@ void run_sweep(SweepCommand& cmd) {
   write_file_atomic(dir / "sweep.md", format_sweep_markdown(report));
   fmt::print("\n{}\nwrote {}/sweep.json, sweep.md, sweep.png\n", format_sweep_table(report),
              dir.string());
+}
+
+// "10=runs/g10" -> {10, "runs/g10"}.
+std::pair<int64_t, std::filesystem::path> parse_low(const std::string& entry) {
+  const auto eq = entry.find('=');
+  int64_t n = 0;
+  try {
+    n = eq == std::string::npos ? 0 : std::stoll(entry.substr(0, eq));
+  } catch (const std::exception&) {
+    n = 0;
+  }
+  NUMERAL_CHECK(n >= 1 && eq + 1 < entry.size(),
+                "--low {}: expected N=RUN, e.g. 100=runs/mnist-100 (a generator trained with "
+                "--per-class 100)",
+                entry);
+  return {n, entry.substr(eq + 1)};
+}
+
+void run_augment_command(AugmentCommand& cmd) {
+  InterruptScope interrupts;
+  const torch::Device device = select_device(cmd.runtime.device);
+  const int threads = configure_threads(cmd.runtime.threads);
+  for (const auto& entry : cmd.low) cmd.plan.low.push_back(parse_low(entry));
+  NUMERAL_CHECK(std::filesystem::exists(cmd.checkpoint),
+                "--checkpoint {}: no such file or "
+                "directory",
+                cmd.checkpoint);
+  const TrainedModel generator = load_trained_model(cmd.checkpoint, device);
+  const auto& tc = generator.config.train;
+  DataOptions data;
+  data.data = tc.data;
+  data.val_fraction = tc.val_fraction;
+  data.split_seed = tc.split_seed;
+  const DataSplit split = load_data(data);
+  check_run_split(generator, split);
+  const OutputDir out = open_output_dir(cmd.out, run_dir_of(cmd.checkpoint));
+  cmd.plan.cache = out.path / "augment";
+  cmd.plan.validate();
+  say(fmt::format("numeral eval augment  generator {}  device {}, {} threads",
+                  generator.path.string(), device.str(), threads));
+  say(fmt::format("data: {} ({}); {} training digits, {} held out for testing", split.name,
+                  split.split, with_commas(split.train.size()), with_commas(split.val.size())));
+  const auto experiments = run_augment(cmd.plan, split, generator, say);
+  const auto& g = cmd.plan.generate;
+  Report report =
+      augment_report(experiments, cmd.plan,
+                     {{"generator", generator.path.string()},
+                      {"data", fmt::format("{} ({})", split.name, split.split)},
+                      {"generation", fmt::format("{} {} steps, w = {:g}, seed {}", g.sampler.name,
+                                                 g.sampler.resolved_steps(generator.diffusion->T()),
+                                                 g.guidance, g.seed)},
+                      {"generated digits", (out.path / "augment").string()}});
+  report.images = {{"held-out accuracy", "augment.png"}};
+  write_png(out.path / "augment.png", augment_plot(experiments));
+  write_file_atomic(out.path / "augment.json", render_json(report).dump(2) + "\n");
+  write_file_atomic(out.path / "augment.md", render_markdown(report));
+  fmt::print("\n{}\nwrote {}/augment.json, augment.md, augment.png\n", render_text(report),
+             out.path.string());
 }
 
 const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
@@ -329,6 +398,61 @@ const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
   sweep_sub->add_option("--samples", sweep_cmd->samples, "digits to generate per w")
       ->capture_default_str();
   sweep_sub->callback([sweep_cmd] { run_sweep(*sweep_cmd); });
+
+  auto augment_cmd = std::make_shared<AugmentCommand>();
+  auto* augment_sub = sub->add_subcommand(
+      "augment", "are generated digits worth training on? classifiers with and without them");
+  auto& plan = augment_cmd->plan;
+  augment_sub
+      ->add_option("--checkpoint", augment_cmd->checkpoint,
+                   "generator trained on the whole training split (run directory or checkpoint)")
+      ->required();
+  augment_sub
+      ->add_option("--generated", plan.generated,
+                   "full data: generated digits to add to the real ones, e.g. 8000,40000")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(at_least(1));
+  augment_sub
+      ->add_option("--low", augment_cmd->low,
+                   "low data: N=RUN for each N real digits per class, RUN a generator trained on "
+                   "exactly those (numeral train --per-class N), e.g. 10=runs/g10,100=runs/g100")
+      ->delimiter(',');
+  augment_sub
+      ->add_option("--low-generated", plan.low_generated,
+                   "low data: generated digits added in each arm")
+      ->capture_default_str()
+      ->check(at_least(1));
+  augment_sub->add_option("--seeds", plan.seeds, "classifiers per arm (seeds 0, 1, ...)")
+      ->capture_default_str()
+      ->check(between(1, 100));
+  augment_sub
+      ->add_option("--classifier-steps", plan.steps,
+                   "optimiser steps of every classifier (the same budget in every arm)")
+      ->capture_default_str()
+      ->check(at_least(1));
+  augment_sub->add_option("--rotation", plan.rotation, "classic augmentation: degrees, +-")
+      ->capture_default_str();
+  augment_sub
+      ->add_option("--elastic-alpha", plan.elastic_alpha,
+                   "classic augmentation: elastic displacement scale, pixels")
+      ->capture_default_str();
+  augment_sub
+      ->add_option("--elastic-sigma", plan.elastic_sigma,
+                   "classic augmentation: elastic smoothing, pixels")
+      ->capture_default_str();
+  augment_sub
+      ->add_option("--w,--guidance", plan.generate.guidance,
+                   "guidance weight of the generated digits")
+      ->capture_default_str();
+  augment_sub->add_option("--seed", plan.generate.seed, "seed of the generated digits")
+      ->capture_default_str();
+  add_sampler_options(*augment_sub, plan.generate.sampler);
+  add_generate_options(*augment_sub, plan.generate);
+  augment_sub->add_option("--out", augment_cmd->out,
+                          "where the report and the generated digits go (default <run dir>/eval)");
+  add_runtime_options(*augment_sub, augment_cmd->runtime);
+  augment_sub->callback([augment_cmd] { run_augment_command(*augment_cmd); });
 
   sub->callback([eval, sub] {
     if (sub->get_subcommands().empty()) run_eval(*eval);

@@ -32,6 +32,9 @@ void export_for_sampling(const std::string& from, const std::string& to) {
   slim.state = {{"step", full.state.value("step", 0)},
                 {"history", full.state.value("history", nlohmann::json::array())},
                 {"exported_from", source.string()}};
+  for (const char* key : {"val_fingerprint", "train_fingerprint"}) {  // what it trained on
+    if (full.state.contains(key)) slim.state[key] = full.state[key];
+  }
   for (auto& [name, tensor] : full.tensors) {
     if (name.rfind("ema.", 0) == 0 || name.rfind("schedule.", 0) == 0) {
       slim.tensors.emplace(name, tensor);  // the weights, and a learned noise schedule

@@ -73,6 +73,10 @@ void add_train_options(CLI::App& c, TrainConfig& t) {
   c.add_option("--limit", t.limit, "use only the first N training images (0 = all)")
       ->capture_default_str()
       ->group(group);
+  c.add_option("--per-class", t.per_class,
+               "then use only the first N training images of each class (0 = all)")
+      ->capture_default_str()
+      ->group(group);
   c.add_option("--val-samples", t.val_samples, "held-out images for the validation loss (0 = all)")
       ->capture_default_str()
       ->group(group);

@@ -209,6 +209,21 @@ uint64_t split_fingerprint(const torch::Tensor& indices, const torch::Tensor& la
   return hash;
 }
 
+uint64_t content_fingerprint(const Dataset& data) {
+  const torch::Tensor pixels = data.images.to(torch::kCPU, torch::kUInt8).contiguous();
+  const torch::Tensor labels = data.labels.to(torch::kCPU, torch::kInt64).contiguous();
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a 64-bit offset basis
+  constexpr uint64_t kFnvPrime = 1099511628211ull;
+  const auto* p = pixels.data_ptr<uint8_t>();
+  for (int64_t i = 0; i < pixels.numel(); ++i) {
+    hash ^= p[i];
+    hash *= kFnvPrime;
+  }
+  const auto* l = labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < labels.numel(); ++i) fnv1a_u64(hash, static_cast<uint64_t>(l[i]));
+  return hash;
+}
+
 torch::Tensor split_val_indices(int64_t n, double val_fraction, uint64_t seed) {
   NUMERAL_CHECK(n > 0, "split_val_indices: expected a positive count, got {}", n);
   NUMERAL_CHECK(val_fraction >= 0.0 && val_fraction < 1.0,

@@ -59,6 +59,10 @@ std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed);
 // 64-bit FNV-1a hash of held-out indices and their labels: DataSplit::val_fingerprint.
 uint64_t split_fingerprint(const torch::Tensor& indices, const torch::Tensor& labels);
 
+// 64-bit FNV-1a hash of a dataset's pixels and labels, in order: which images exactly a model or
+// a classifier trained on (a generator must not bring real digits in that its user lacks).
+uint64_t content_fingerprint(const Dataset& data);
+
 // Indices of the held-out part of a seeded split of n items (sorted, disjoint from the rest).
 torch::Tensor split_val_indices(int64_t n, double val_fraction, uint64_t seed);  // [n_val] int64
 

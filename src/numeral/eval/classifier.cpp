@@ -71,6 +71,16 @@ void ClassifierTrainConfig::validate() const {
   NUMERAL_CHECK(label_smoothing >= 0 && label_smoothing < 1,
                 "--label-smoothing {}: expected [0, 1)", label_smoothing);
   NUMERAL_CHECK(max_shift >= 0, "--shift {}: expected at least 0", max_shift);
+  NUMERAL_CHECK(steps >= 0, "classifier steps {}: expected at least 0", steps);
+  NUMERAL_CHECK(max_rotation >= 0 && max_rotation <= 180,
+                "classifier max_rotation {}: expected 0 to 180 degrees", max_rotation);
+  NUMERAL_CHECK(elastic_alpha >= 0, "classifier elastic_alpha {}: expected at least 0",
+                elastic_alpha);
+  NUMERAL_CHECK(elastic_sigma > 0, "classifier elastic_sigma {}: expected > 0", elastic_sigma);
+}
+
+int64_t ClassifierTrainConfig::total_steps(int64_t n) const {
+  return steps > 0 ? steps : (n + batch_size - 1) / batch_size * epochs;
 }
 
 void to_json(nlohmann::json& j, const ClassifierTrainConfig& c) {
@@ -81,6 +91,10 @@ void to_json(nlohmann::json& j, const ClassifierTrainConfig& c) {
        {"weight_decay", c.weight_decay},
        {"label_smoothing", c.label_smoothing},
        {"max_shift", c.max_shift},
+       {"steps", c.steps},
+       {"max_rotation", c.max_rotation},
+       {"elastic_alpha", c.elastic_alpha},
+       {"elastic_sigma", c.elastic_sigma},
        {"seed", c.seed}};
 }
 
@@ -93,6 +107,11 @@ void from_json(const nlohmann::json& j, ClassifierTrainConfig& c) {
   c.label_smoothing = j.at("label_smoothing");
   c.max_shift = j.at("max_shift");
   c.seed = j.at("seed");
+  const ClassifierTrainConfig d;  // fields newer than the first classifier checkpoints
+  c.steps = j.value("steps", d.steps);
+  c.max_rotation = j.value("max_rotation", d.max_rotation);
+  c.elastic_alpha = j.value("elastic_alpha", d.elastic_alpha);
+  c.elastic_sigma = j.value("elastic_sigma", d.elastic_sigma);
 }
 
 void to_json(nlohmann::json& j, const ClassifierEpoch& e) {
@@ -191,6 +210,61 @@ torch::Tensor random_shift(const torch::Tensor& x, int64_t max_shift, at::Genera
   return padded.reshape({b, c, -1}).gather(2, index).reshape({b, c, h, w});
 }
 
+torch::Tensor warp_images(const torch::Tensor& x, const torch::Tensor& angles_deg,
+                          const torch::Tensor& displacement) {
+  NUMERAL_CHECK(x.dim() == 4, "warp_images: expected [B, C, H, W], got {}", x.sizes());
+  const int64_t b = x.size(0), h = x.size(2), w = x.size(3);
+  NUMERAL_CHECK(angles_deg.dim() == 1 && angles_deg.size(0) == b,
+                "warp_images: expected {} angles, got {}", b, angles_deg.sizes());
+  NUMERAL_CHECK(displacement.sizes() == torch::IntArrayRef({b, 2, h, w}),
+                "warp_images: expected a displacement of [{}, 2, {}, {}], got {}", b, h, w,
+                displacement.sizes());
+  const auto opts = x.options().dtype(torch::kFloat);
+  // Pixel centres in pixels relative to the image centre: [H, W] each.
+  const auto ys = torch::arange(h, opts) - (h - 1) / 2.0;
+  const auto xs = torch::arange(w, opts) - (w - 1) / 2.0;
+  const auto grid_y = ys.view({1, h, 1}).expand({b, h, w});
+  const auto grid_x = xs.view({1, 1, w}).expand({b, h, w});
+  // The output pixel at p reads the input at R^-1 p + displacement (rotation about the centre).
+  const auto radians = angles_deg.to(opts) * (M_PI / 180.0);
+  const auto cos_a = radians.cos().view({b, 1, 1}), sin_a = radians.sin().view({b, 1, 1});
+  const auto d = displacement.to(opts);
+  const auto src_x = cos_a * grid_x + sin_a * grid_y + d.select(1, 0);
+  const auto src_y = -sin_a * grid_x + cos_a * grid_y + d.select(1, 1);
+  // grid_sample's normalised coordinates (align_corners = true: -1 and 1 are the edge pixels).
+  const auto grid = torch::stack({src_x / ((w - 1) / 2.0), src_y / ((h - 1) / 2.0)}, 3);
+  // Sampling x + 1 with zero padding and subtracting 1 fills the outside with -1 (black).
+  return F::grid_sample(x + 1, grid,
+                        F::GridSampleFuncOptions()
+                            .mode(torch::kBilinear)
+                            .padding_mode(torch::kZeros)
+                            .align_corners(true)) -
+         1;
+}
+
+torch::Tensor random_warp(const torch::Tensor& x, double max_rotation, double elastic_alpha,
+                          double elastic_sigma, at::Generator& generator) {
+  if ((max_rotation == 0 && elastic_alpha == 0) || x.size(0) == 0) return x;
+  const int64_t b = x.size(0), h = x.size(2), w = x.size(3);
+  const auto cpu = torch::TensorOptions().dtype(torch::kFloat);
+  const auto angles = (torch::rand({b}, generator, cpu) * 2 - 1) * max_rotation;
+  auto displacement = torch::zeros({b, 2, h, w}, cpu);
+  if (elastic_alpha > 0) {
+    // Uniform noise smoothed by a normalised Gaussian, separably, then scaled (Simard et al.).
+    const int64_t radius = static_cast<int64_t>(std::ceil(2 * elastic_sigma));
+    const auto taps = torch::arange(-radius, radius + 1, cpu);
+    auto kernel = torch::exp(-taps.pow(2) / (2 * elastic_sigma * elastic_sigma));
+    kernel = kernel / kernel.sum();
+    const auto noise = (torch::rand({b * 2, 1, h, w}, generator, cpu) * 2 - 1);
+    auto smooth =
+        F::conv2d(noise, kernel.view({1, 1, -1, 1}), F::Conv2dFuncOptions().padding({radius, 0}));
+    smooth =
+        F::conv2d(smooth, kernel.view({1, 1, 1, -1}), F::Conv2dFuncOptions().padding({0, radius}));
+    displacement = smooth.view({b, 2, h, w}) * elastic_alpha;
+  }
+  return warp_images(x, angles.to(x.device()), displacement.to(x.device()));
+}
+
 void check_classifier_input(const ClassifierConfig& config, const torch::Tensor& images,
                             const std::string& what) {
   NUMERAL_CHECK(images.dim() == 4, "{}: expected images as [N, C, H, W], got {}", what,
@@ -229,26 +303,28 @@ std::vector<ClassifierEpoch> train_classifier(
   torch::optim::AdamW optimizer(
       model->parameters(), torch::optim::AdamWOptions(config.lr).weight_decay(config.weight_decay));
   const int64_t steps_per_epoch = (n + config.batch_size - 1) / config.batch_size;
-  const int64_t total = steps_per_epoch * config.epochs;
+  const int64_t total = config.total_steps(n);
+  const int64_t epochs = (total + steps_per_epoch - 1) / steps_per_epoch;
   const auto loss_options = F::CrossEntropyFuncOptions().label_smoothing(config.label_smoothing);
   const auto start = std::chrono::steady_clock::now();
   std::vector<ClassifierEpoch> history;
   int64_t step = 0;
   double lr = config.lr;
-  for (int64_t epoch = 1; epoch <= config.epochs; ++epoch) {
+  for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
     model->train();
     const auto perm = torch::randperm(n, generator, torch::kLong).to(device);
-    ProgressBar bar(fmt::format("classifier epoch {}/{}", epoch, config.epochs), steps_per_epoch,
-                    "step");
+    ProgressBar bar(fmt::format("classifier epoch {}/{}", epoch, epochs), steps_per_epoch, "step");
     double loss_sum = 0;
     int64_t loss_count = 0;
-    for (int64_t i = 0; i < steps_per_epoch; ++i, ++step) {
+    for (int64_t i = 0; i < steps_per_epoch && step < total; ++i, ++step) {
       throw_if_interrupted("classifier training");
       const auto idx = perm.slice(0, i * config.batch_size, (i + 1) * config.batch_size);
       if (idx.size(0) < 2) continue;  // BatchNorm needs two images
       lr = classifier_learning_rate(config, step, total);
       for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
-      const auto xb = random_shift(x.index_select(0, idx), config.max_shift, generator);
+      const auto xb =
+          random_warp(random_shift(x.index_select(0, idx), config.max_shift, generator),
+                      config.max_rotation, config.elastic_alpha, config.elastic_sigma, generator);
       const auto loss = F::cross_entropy(model->forward(xb), y.index_select(0, idx), loss_options);
       optimizer.zero_grad();
       loss.backward();

@@ -55,16 +55,24 @@ class DigitClassifierImpl : public torch::nn::Module {
 TORCH_MODULE(DigitClassifier);
 
 // How a classifier is trained: AdamW with a one-cycle learning rate (linear warm-up, cosine
-// decay) and random shifts of up to max_shift pixels.
+// decay) and random shifts of up to max_shift pixels; optionally also the other classic
+// augmentations, small rotations and elastic distortion (Simard et al. 2003).
 struct ClassifierTrainConfig {
   int64_t epochs = 8;            // passes over the training images
+  int64_t steps = 0;             // optimiser steps instead (a budget fixed across data sizes)
   int64_t batch_size = 128;      // images per step
   double lr = 3e-3;              // peak learning rate
   double warmup_fraction = 0.2;  // share of the steps spent warming up from lr / 25
   double weight_decay = 5e-4;    // AdamW decoupled weight decay
   double label_smoothing = 0.1;  // cross-entropy label smoothing
   int64_t max_shift = 2;         // random translation of each image by up to +-max_shift px
+  double max_rotation = 0;       // random rotation by up to +-max_rotation degrees (0 = off)
+  double elastic_alpha = 0;      // elastic distortion: displacement scale in pixels (0 = off)
+  double elastic_sigma = 4;      // elastic distortion: smoothing of the displacement, in pixels
   uint64_t seed = 0;             // seeds initialisation, data order, augmentation and dropout
+
+  // The optimiser steps training takes for n images: `steps`, or epochs over n.
+  int64_t total_steps(int64_t n) const;
 
   // Throws numeral::Error naming the field when a value is out of range.
   void validate() const;
@@ -92,6 +100,19 @@ double classifier_learning_rate(const ClassifierTrainConfig& config, int64_t ste
 // Translates each image by its own random offset in [-max_shift, max_shift]^2, filling with -1
 // (black): pad, then a per-image crop. x [B, C, H, W] float -> same shape.
 torch::Tensor random_shift(const torch::Tensor& x, int64_t max_shift, at::Generator& generator);
+
+// Rotates each image about its centre by angles_deg[i] (positive: clockwise as displayed, rows
+// running down) and moves each pixel by a displacement
+// field ([B, 2, H, W], in pixels: x then y), sampling bilinearly and filling with -1 (black).
+// angles 0 and a zero field give back x. x [B, C, H, W] float -> same shape.
+torch::Tensor warp_images(const torch::Tensor& x, const torch::Tensor& angles_deg,
+                          const torch::Tensor& displacement);
+
+// Random rotations (uniform in +-max_rotation degrees) and elastic distortion (Simard et al. 2003:
+// uniform [-1, 1] displacements smoothed by a Gaussian of elastic_sigma px, times elastic_alpha),
+// each image its own; x itself when both are off.
+torch::Tensor random_warp(const torch::Tensor& x, double max_rotation, double elastic_alpha,
+                          double elastic_sigma, at::Generator& generator);
 
 // Trains `model` in place on images [N, C, H, W] float in [-1, 1] with labels [N] int64, on the
 // model's device; evaluates on val_x/val_y after every epoch when they are defined. Calls

@@ -10,6 +10,7 @@ void TrainConfig::validate() const {
   NUMERAL_CHECK(val_fraction > 0 && val_fraction < 1, "--val-fraction {}: expected 0 < f < 1",
                 val_fraction);
   NUMERAL_CHECK(limit >= 0, "--limit {}: expected >= 0", limit);
+  NUMERAL_CHECK(per_class >= 0, "--per-class {}: expected >= 0", per_class);
   NUMERAL_CHECK(val_samples >= 0, "--val-samples {}: expected >= 0", val_samples);
   NUMERAL_CHECK(epochs >= 1, "--epochs {}: expected at least 1", epochs);
   NUMERAL_CHECK(max_steps >= 0, "--max-steps {}: expected >= 0", max_steps);
@@ -32,7 +33,8 @@ void TrainConfig::validate() const {
 
 #define NUMERAL_TRAIN_FIELDS(X)                                                                \
   X(data)                                                                                      \
-  X(val_fraction) X(split_seed) X(limit) X(val_samples) X(epochs) X(max_steps) X(batch_size)   \
+  X(val_fraction)                                                                              \
+  X(split_seed) X(limit) X(per_class) X(val_samples) X(epochs) X(max_steps) X(batch_size)      \
       X(optimizer) X(lr) X(lr_min) X(lr_schedule) X(warmup_steps) X(weight_decay) X(grad_clip) \
           X(ema_decay) X(cond_drop_prob) X(seed) X(checkpoint_every) X(preview_every) X(bf16)
 

@@ -16,6 +16,7 @@ struct TrainConfig {
   double val_fraction = 0.2;           // held out when the data has no test split
   uint64_t split_seed = 0;             // seed of that split
   int64_t limit = 0;                   // use only the first N training images (0 = all)
+  int64_t per_class = 0;               // then only the first N of each class (0 = all)
   int64_t val_samples = 1000;          // held-out images for the validation loss (0 = all)
   int64_t epochs = 10;                 // passes over the training images
   int64_t max_steps = 0;               // stop after this many optimiser steps (0 = no limit)

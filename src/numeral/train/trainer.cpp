@@ -97,11 +97,14 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
   data_options.val_fraction = tc.val_fraction;
   data_options.split_seed = tc.split_seed;
   data_ = load_data(data_options);
-  auto images = data_.train.images, labels = data_.train.labels;
-  if (tc.limit > 0 && tc.limit < data_.train.size()) {
-    images = images.slice(0, 0, tc.limit);
-    labels = labels.slice(0, 0, tc.limit);
+  Dataset train = data_.train;
+  if (tc.limit > 0 && tc.limit < train.size()) {
+    train = Dataset{train.images.slice(0, 0, tc.limit), train.labels.slice(0, 0, tc.limit)};
   }
+  if (tc.per_class > 0) train = first_per_class(train, tc.per_class, data_.num_classes);
+  train_fingerprint_ = content_fingerprint(train);
+  const auto& images = train.images;
+  const auto& labels = train.labels;
   const auto& mc = config_.model;
   NUMERAL_CHECK(images.size(1) == mc.image_channels && images.size(2) == mc.image_size &&
                     images.size(3) == mc.image_size,
@@ -209,6 +212,7 @@ void Trainer::save_checkpoint_now() {
              {"elapsed_s", elapsed_seconds()},
              {"history", history},
              {"val_fingerprint", data_.val_fingerprint},
+             {"train_fingerprint", train_fingerprint_},
              {"torch_version", fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
                                            TORCH_VERSION_PATCH)}};
   c.tensors = module_state(*model_, "model.");

@@ -105,6 +105,7 @@ class Trainer {
   // Wall time of the whole run so far: earlier sessions plus this one.
   double elapsed_seconds() const;
   std::vector<EpochStats> history_;
+  uint64_t train_fingerprint_ = 0;  // content_fingerprint of the images trained on
 };
 
 // Classifier-free guidance training: replaces each label by kNullLabel with probability p.
