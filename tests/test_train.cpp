@@ -352,6 +352,28 @@ TEST_F(CheckpointFiles, AFlippedByteInTheMetadataIsRefused) {
   }
 }
 
+TEST_F(CheckpointFiles, ExportKeepsWhatSamplingNeedsInTheAskedDtype) {
+  const fs::path f32 = dir_ / "f32.safetensors", f16 = dir_ / "f16.safetensors";
+  export_for_sampling(dir_, f32);
+  export_for_sampling(dir_, f16, "float16");
+  const auto full = load_checkpoint(path_, "diffusion"), slim = load_checkpoint(f16, "diffusion");
+  EXPECT_FALSE(slim.tensors.count("optimizer"));
+  EXPECT_FALSE(slim.tensors.count("model.out_conv2.weight"));
+  EXPECT_EQ(slim.tensors.at("ema.out_conv2.weight").scalar_type(), torch::kHalf);
+  EXPECT_EQ(slim.state.at("train_fingerprint"), full.state.at("train_fingerprint"));
+  EXPECT_EQ(slim.state.at("val_fingerprint"), full.state.at("val_fingerprint"));
+  EXPECT_LT(fs::file_size(f16), 0.6 * fs::file_size(f32));
+  // Loaded back as float32, within half precision of the original weights.
+  const auto a = load_trained_model(f32, torch::kCPU), b = load_trained_model(f16, torch::kCPU);
+  for (const auto& p : a.model->named_parameters()) {
+    const auto q = b.model->named_parameters()[p.key()];
+    EXPECT_EQ(q.scalar_type(), torch::kFloat);
+    EXPECT_TRUE(torch::allclose(q, p.value(), 1e-3, 1e-4)) << p.key();
+  }
+  EXPECT_ERROR(export_for_sampling(dir_, dir_ / "x.safetensors", "int8"),
+               "expected float32, float16 or bfloat16");
+}
+
 TEST_F(CheckpointFiles, NewerFormatVersionIsRefused) {
   TensorFile file = load_safetensors(path_);
   file.metadata["format_version"] = std::to_string(kCheckpointFormatVersion + 1);

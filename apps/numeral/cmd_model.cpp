@@ -19,33 +19,8 @@ struct ModelCommand {
   UNetConfig config;
   std::string checkpoint;
   std::string out;
+  std::string dtype = "float32";
 };
-
-// Keeps what sampling needs (the EMA weights, the config, the training history) and drops the
-// raw weights, optimiser and RNG state, so a shipped model is about a quarter of a checkpoint.
-void export_for_sampling(const std::string& from, const std::string& to) {
-  const auto source = resolve_checkpoint_path(from);
-  Checkpoint full = load_checkpoint(source, "diffusion");
-  Checkpoint slim;
-  slim.kind = full.kind;
-  slim.config = full.config;
-  slim.state = {{"step", full.state.value("step", 0)},
-                {"history", full.state.value("history", nlohmann::json::array())},
-                {"exported_from", source.string()}};
-  for (const char* key : {"val_fingerprint", "train_fingerprint"}) {  // what it trained on
-    if (full.state.contains(key)) slim.state[key] = full.state[key];
-  }
-  for (auto& [name, tensor] : full.tensors) {
-    if (name.rfind("ema.", 0) == 0 || name.rfind("schedule.", 0) == 0) {
-      slim.tensors.emplace(name, tensor);  // the weights, and a learned noise schedule
-    }
-  }
-  NUMERAL_CHECK(!slim.tensors.empty(), "{}: has no EMA weights to export", source.string());
-  save_checkpoint(to, slim);
-  load_trained_model(to, torch::kCPU);  // the exported file must load for sampling
-  fmt::print("{}: EMA weights of {} (step {}), {:.2f} MB\n", to, source.string(),
-             slim.state["step"].get<int64_t>(), std::filesystem::file_size(to) / 1e6);
-}
 
 const bool kRegistered = register_command(/*order=*/40, [](CLI::App& app) {
   auto cmd = std::make_shared<ModelCommand>();
@@ -69,7 +44,17 @@ const bool kRegistered = register_command(/*order=*/40, [](CLI::App& app) {
   exporter->add_option("--checkpoint", cmd->checkpoint, "checkpoint file or run directory")
       ->required();
   exporter->add_option("--out,-o", cmd->out, "output .safetensors file")->required();
-  exporter->callback([cmd] { export_for_sampling(cmd->checkpoint, cmd->out); });
+  exporter
+      ->add_option("--dtype", cmd->dtype,
+                   "weights stored as float32, float16 or bfloat16 (half the size; loaded back "
+                   "as float32)")
+      ->capture_default_str();
+  exporter->callback([cmd] {
+    const auto exported = export_for_sampling(cmd->checkpoint, cmd->out, cmd->dtype);
+    fmt::print("{}: EMA weights of {} (step {}) as {}, {:.2f} MB\n", cmd->out,
+               exported.path.string(), exported.state.value("step", int64_t{0}), cmd->dtype,
+               std::filesystem::file_size(cmd->out) / 1e6);
+  });
 });
 
 }  // namespace

@@ -424,6 +424,37 @@ TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device
   return m;
 }
 
+TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
+                                 const std::string& dtype) {
+  const std::map<std::string, torch::ScalarType> kDtypes = {
+      {"float32", torch::kFloat}, {"float16", torch::kHalf}, {"bfloat16", torch::kBFloat16}};
+  NUMERAL_CHECK(kDtypes.count(dtype), "export dtype {}: expected float32, float16 or bfloat16",
+                dtype);
+  TrainedModel source = load_trained_model(from, torch::kCPU);
+  const Checkpoint full = load_checkpoint(source.path, "diffusion");
+  Checkpoint slim;
+  slim.kind = full.kind;
+  slim.config = full.config;
+  slim.state = {{"step", full.state.value("step", 0)},
+                {"history", full.state.value("history", nlohmann::json::array())},
+                {"exported_from", source.path.string()},
+                {"weights_dtype", dtype}};
+  for (const char* key : {"val_fingerprint", "train_fingerprint"}) {  // what it trained on
+    if (full.state.contains(key)) slim.state[key] = full.state[key];
+  }
+  for (const auto& [name, tensor] : full.tensors) {
+    if (name.rfind("ema.", 0) == 0) {
+      const bool weights = tensor.is_floating_point();
+      slim.tensors.emplace(name, weights ? tensor.to(kDtypes.at(dtype)) : tensor);
+    } else if (name.rfind("schedule.", 0) == 0) {
+      slim.tensors.emplace(name, tensor);  // a learned schedule stays in float64
+    }
+  }
+  save_checkpoint(to, slim);
+  load_trained_model(to, torch::kCPU);  // the exported file must load for sampling
+  return source;
+}
+
 ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion) {
   return [model, diffusion](const torch::Tensor& x, const torch::Tensor& t,
                             const torch::Tensor& y) mutable {

@@ -125,6 +125,13 @@ struct TrainedModel {
 TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device,
                                 bool ema = true);
 
+// Writes a sampling-only copy of a diffusion checkpoint to `to`: the EMA weights (as `dtype`:
+// float32, float16 or bfloat16), a learned schedule, the config, the step, the history and the
+// data fingerprints; no raw weights, optimiser or RNG state (about a quarter of a checkpoint in
+// float32). Checks that the copy loads, and returns the source as loaded.
+TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
+                                 const std::string& dtype = "float32");
+
 // A ModelFn returning predicted noise from a model, whatever it was trained to predict.
 ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion);
 
