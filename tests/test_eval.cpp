@@ -729,7 +729,7 @@ TEST(Augment, TinyExperimentReportAndCache) {
   plan.cache = dir / "cache";
   std::vector<std::string> lines;
   const auto print = [&](const std::string& line) { lines.push_back(line); };
-  const auto experiments = run_augment(plan, *split, full, print);
+  const auto experiments = run_augment(plan, *split, &full, print);
   ASSERT_EQ(experiments.size(), 2u);
   const auto& f = experiments[0];
   ASSERT_EQ(f.arms.size(), 4u);  // real, + 20, + 40, generated alone
@@ -762,10 +762,15 @@ TEST(Augment, TinyExperimentReportAndCache) {
   EXPECT_TRUE(fs::exists(dir / "cache" / "full-400-images-idx3-ubyte"));
   EXPECT_TRUE(fs::exists(dir / "cache" / "low-3-30-labels-idx1-ubyte"));
   lines.clear();
-  run_augment(plan, *split, full, print);
+  run_augment(plan, *split, &full, print);
   EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
                           [](const std::string& s) { return contains(s, "reusing"); }),
             2);
+  // Without a full-data generator only the low-data experiment runs.
+  const auto low_only = run_augment(plan, *split, nullptr, print);
+  ASSERT_EQ(low_only.size(), 1u);
+  EXPECT_EQ(low_only[0].per_class, 3);
+  EXPECT_EQ(low_only[0].arms[0].accuracies, l.arms[0].accuracies);
   // The report: one table per experiment, the JSON and Markdown renderings, the plot.
   const Report report = augment_report(experiments, plan, {{"generator", "tiny"}});
   ASSERT_EQ(report.tables.size(), 2u);
@@ -794,26 +799,28 @@ TEST(Augment, BadInputsAreRefusedInOneLine) {
   plan.generate.sampler.name = "ddim";
   plan.generate.sampler.steps = 1;
   plan.cache = dir / "cache";
+  EXPECT_ERROR(run_augment(plan, *split, nullptr, {}), "nothing to run");
   AugmentPlan negative = plan;
   negative.generated = {-5};
-  EXPECT_ERROR(run_augment(negative, *split, full, {}), "generated digits to add",
+  EXPECT_ERROR(run_augment(negative, *split, &full, {}), "generated digits to add",
                "at least 1, got -5");
   AugmentPlan too_many = plan;
   too_many.low = {{1000, dir / "full"}};
-  EXPECT_ERROR(run_augment(too_many, *split, full, {}), "N = 1000 real digits per class",
+  EXPECT_ERROR(run_augment(too_many, *split, &full, {}), "N = 1000 real digits per class",
                "training split has 400");
   AugmentPlan missing = plan;
   missing.low = {{3, dir / "no-such-run"}};
-  EXPECT_ERROR(run_augment(missing, *split, full, {}), "no-such-run", "no such checkpoint");
+  EXPECT_ERROR(run_augment(missing, *split, &full, {}), "no-such-run", "no such checkpoint");
   // A generator that trained on other real digits (the full split) for the N = 3 arm.
   AugmentPlan leaky = plan;
   leaky.low = {{3, dir / "full"}};
-  EXPECT_ERROR(run_augment(leaky, *split, full, {}), "the N = 3 generator",
+  EXPECT_ERROR(run_augment(leaky, *split, &full, {}), "the N = 3 generator",
                "trained on other real digits than the 30");
   // And a full-data generator that trained on a subset.
   const TrainedModel partial = load_trained_model(
       save_generator(dir / "partial", first_per_class(split->train, 3, 10), *split), torch::kCPU);
-  EXPECT_ERROR(run_augment(plan, *split, partial, {}), "trained on other real digits than the 400");
+  EXPECT_ERROR(run_augment(plan, *split, &partial, {}),
+               "trained on other real digits than the 400");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -853,6 +860,9 @@ TEST(Cli, EvalBadInputsFailWithOneLine) {
                "--low 10: expected N=RUN");
   expect_error(run_cli(fmt::format("eval augment --checkpoint '{}'", (dir / "none").string())),
                "no such file or directory");
+  expect_error(run_cli("eval augment --seeds 2"), "give --checkpoint (full data), --low");
+  expect_error(run_cli(fmt::format("eval augment --low 10='{}'", (dir / "none").string())),
+               "no such");
 }
 
 }  // namespace

@@ -319,33 +319,42 @@ void run_augment_command(AugmentCommand& cmd) {
   const torch::Device device = select_device(cmd.runtime.device);
   const int threads = configure_threads(cmd.runtime.threads);
   for (const auto& entry : cmd.low) cmd.plan.low.push_back(parse_low(entry));
-  NUMERAL_CHECK(std::filesystem::exists(cmd.checkpoint),
-                "--checkpoint {}: no such file or "
-                "directory",
-                cmd.checkpoint);
-  const TrainedModel generator = load_trained_model(cmd.checkpoint, device);
-  const auto& tc = generator.config.train;
+  NUMERAL_CHECK(!cmd.checkpoint.empty() || !cmd.plan.low.empty(),
+                "eval augment: give --checkpoint (full data), --low (low data) or both");
+  std::optional<TrainedModel> generator;
+  if (!cmd.checkpoint.empty()) {
+    NUMERAL_CHECK(std::filesystem::exists(cmd.checkpoint),
+                  "--checkpoint {}: no such file or directory", cmd.checkpoint);
+    generator = load_trained_model(cmd.checkpoint, device);
+  }
+  // The data and split are those the generators trained on: the full-data one's, else the first
+  // low-data one's (each generator is checked against them).
+  const std::string reference = generator ? cmd.checkpoint : cmd.plan.low.front().second.string();
+  const TrainedModel& model = generator ? *generator : load_trained_model(reference, device);
+  const auto& tc = model.config.train;
   DataOptions data;
   data.data = tc.data;
   data.val_fraction = tc.val_fraction;
   data.split_seed = tc.split_seed;
   const DataSplit split = load_data(data);
-  check_run_split(generator, split);
-  const OutputDir out = open_output_dir(cmd.out, run_dir_of(cmd.checkpoint));
+  check_run_split(model, split);
+  const OutputDir out = open_output_dir(cmd.out, run_dir_of(reference));
   cmd.plan.cache = out.path / "augment";
+  cmd.plan.device = device;
   cmd.plan.validate();
-  say(fmt::format("numeral eval augment  generator {}  device {}, {} threads",
-                  generator.path.string(), device.str(), threads));
+  const std::string generator_name = generator ? generator->path.string() : "none (low data only)";
+  say(fmt::format("numeral eval augment  generator {}  device {}, {} threads", generator_name,
+                  device.str(), threads));
   say(fmt::format("data: {} ({}); {} training digits, {} held out for testing", split.name,
                   split.split, with_commas(split.train.size()), with_commas(split.val.size())));
-  const auto experiments = run_augment(cmd.plan, split, generator, say);
+  const auto experiments = run_augment(cmd.plan, split, generator ? &*generator : nullptr, say);
   const auto& g = cmd.plan.generate;
   Report report =
       augment_report(experiments, cmd.plan,
-                     {{"generator", generator.path.string()},
+                     {{"generator", generator_name},
                       {"data", fmt::format("{} ({})", split.name, split.split)},
                       {"generation", fmt::format("{} {} steps, w = {:g}, seed {}", g.sampler.name,
-                                                 g.sampler.resolved_steps(generator.diffusion->T()),
+                                                 g.sampler.resolved_steps(model.diffusion->T()),
                                                  g.guidance, g.seed)},
                       {"generated digits", (out.path / "augment").string()}});
   report.images = {{"held-out accuracy", "augment.png"}};
@@ -403,10 +412,10 @@ const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
   auto* augment_sub = sub->add_subcommand(
       "augment", "are generated digits worth training on? classifiers with and without them");
   auto& plan = augment_cmd->plan;
-  augment_sub
-      ->add_option("--checkpoint", augment_cmd->checkpoint,
-                   "generator trained on the whole training split (run directory or checkpoint)")
-      ->required();
+  augment_sub->add_option(
+      "--checkpoint", augment_cmd->checkpoint,
+      "full data: a generator trained on the whole training split (run directory or "
+      "checkpoint); without it only the --low experiments run");
   augment_sub
       ->add_option("--generated", plan.generated,
                    "full data: generated digits to add to the real ones, e.g. 8000,40000")

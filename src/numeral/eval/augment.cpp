@@ -168,10 +168,12 @@ std::vector<double> held_out_accuracies(const torch::Tensor& x, const torch::Ten
 }
 
 std::vector<AugmentExperiment> run_augment(const AugmentPlan& plan, const DataSplit& split,
-                                           const TrainedModel& full_generator,
+                                           const TrainedModel* full_generator,
                                            const std::function<void(const std::string&)>& print) {
   plan.validate();
-  const auto device = full_generator.model->parameters().front().device();
+  NUMERAL_CHECK(full_generator || !plan.low.empty(),
+                "augment: nothing to run: give a full-data generator, low-data generators or both");
+  const auto device = plan.device;
   ClassifierTrainConfig base;
   base.steps = plan.steps;
   ClassifierTrainConfig classic = base;
@@ -189,16 +191,16 @@ std::vector<AugmentExperiment> run_augment(const AugmentPlan& plan, const DataSp
   std::vector<AugmentExperiment> experiments;
 
   // Full data: the whole training split, then with M generated digits added, then generated only.
-  {
+  if (full_generator) {
     const Dataset& real = split.train;
-    check_generator_data(full_generator, real, split, "the generator");
+    check_generator_data(*full_generator, real, split, "the generator");
     const int64_t most =
         std::max(*std::max_element(plan.generated.begin(), plan.generated.end()), real.size());
-    const SampleSet generated = cached_samples(full_generator, most, plan.generate,
+    const SampleSet generated = cached_samples(*full_generator, most, plan.generate,
                                                plan.cache / fmt::format("full-{}", most), print);
     AugmentExperiment e;
     e.title = fmt::format("Full data: {} real training digits", with_commas(real.size()));
-    e.generator = full_generator.path.string();
+    e.generator = full_generator->path.string();
     if (print) print(e.title);
     const auto real_x = to_model_range(real.images);
     std::vector<int64_t> added = {0};

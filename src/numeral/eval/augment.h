@@ -36,8 +36,9 @@ struct AugmentPlan {
   double rotation = 15;          // classic augmentation: rotations up to +-15 degrees
   double elastic_alpha = 34;     // classic augmentation: elastic distortion (Simard et al.)
   double elastic_sigma = 4;
-  GenerateOptions generate;     // how generated digits are made
-  std::filesystem::path cache;  // generated digits are kept here as IDX files and reused
+  GenerateOptions generate;            // how generated digits are made
+  std::filesystem::path cache;         // generated digits are kept here as IDX files and reused
+  torch::Device device = torch::kCPU;  // where generators sample and classifiers train
 
   // Throws numeral::Error naming the field when a value is out of range.
   void validate() const;
@@ -78,9 +79,10 @@ std::vector<double> held_out_accuracies(const torch::Tensor& x, const torch::Ten
                                         const ClassifierTrainConfig& train, int64_t seeds,
                                         const DataSplit& split);
 
-// Runs the plan against the split; `full_generator` made from the whole training split.
+// Runs the plan against the split: the full-data experiment with `full_generator` (trained on the
+// whole training split) unless it is null, then one low-data experiment per entry of plan.low.
 std::vector<AugmentExperiment> run_augment(const AugmentPlan& plan, const DataSplit& split,
-                                           const TrainedModel& full_generator,
+                                           const TrainedModel* full_generator,
                                            const std::function<void(const std::string&)>& print);
 
 // The tables (one per experiment: mean, spread, each seed, gain over real alone) and the plot.
