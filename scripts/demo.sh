@@ -10,12 +10,12 @@ mkdir -p out
 ./build/numeral data grid --data mnist --per-class 10 --out out/real-grid.png
 # New digits from the shipped model (models/README.md says how it was trained), with the default
 # sampler (ancestral DDPM, T = 100 steps): plain conditional (w = 0), then with the default
-# classifier-free guidance (w = 2).
-./build/numeral sample --checkpoint models/mnist-small.safetensors --per-digit 10 --w 0 \
+# classifier-free guidance (w = 0.25).
+./build/numeral sample --checkpoint models/mnist.safetensors --per-digit 10 --w 0 \
   --grid out/samples-w0.png
-./build/numeral sample --checkpoint models/mnist-small.safetensors --per-digit 10 \
+./build/numeral sample --checkpoint models/mnist.safetensors --per-digit 10 \
   --grid out/samples.png
 ./build/numeral noise --data mnist --digit 3,5,8 -o out/noise.png
-./build/numeral trajectory --checkpoint models/mnist-small.safetensors \
+./build/numeral trajectory --checkpoint models/mnist.safetensors \
   -o out/trajectory.png --gif out/trajectory.gif
 echo "demo: pictures in ./out (real-grid.png, samples-w0.png, samples.png, noise.png, trajectory.png/.gif)"

@@ -784,6 +784,9 @@ TEST(Augment, TinyExperimentReportAndCache) {
   EXPECT_TRUE(contains(render_text(report), "Low data: N = 3 real digits per class"));
   const Image plot = augment_plot(experiments);
   EXPECT_GT(plot.width, 800);
+  // Low data alone: one panel, of N per class (not the low-data arms on the full-data axis).
+  const Image low_plot = augment_plot(low_only);
+  EXPECT_EQ(low_plot.width, plot.width / 2);
 }
 
 TEST(Augment, BadInputsAreRefusedInOneLine) {

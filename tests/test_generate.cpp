@@ -595,8 +595,8 @@ TEST_F(Cli, SampleWritesGridPngsAndIdx) {
   EXPECT_NE(r.out.find("6 images in"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("images/s"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("ddim"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("w=2,"), std::string::npos) << r.out;  // kDefaultGuidance without --w
-  EXPECT_EQ(kDefaultGuidance, 2.0);
+  EXPECT_NE(r.out.find("w=0.25,"), std::string::npos) << r.out;  // kDefaultGuidance without --w
+  EXPECT_EQ(kDefaultGuidance, 0.25);
   const auto labels = read_idx(out / "synth-labels-idx1-ubyte");
   EXPECT_TRUE(torch::equal(labels, torch::tensor({1, 1, 4, 4, 7, 7}).to(torch::kUInt8)));
   const auto images = read_idx(out / "synth-images-idx3-ubyte");

@@ -54,7 +54,7 @@ struct PopoutCommand {
 
 struct SweepCommand {
   EvalCommon common;
-  std::vector<double> w = {0, 0.5, 1, 2, 4};
+  std::vector<double> w = {0, 0.25, 0.5, 1, 2};
   int64_t samples = kDefaultEvalSamples;
 };
 
@@ -258,7 +258,7 @@ void run_popout(PopoutCommand& cmd) {
 
 void run_sweep(SweepCommand& cmd) {
   const auto& c = cmd.common;
-  NUMERAL_CHECK(!cmd.w.empty(), "--w: expected at least one guidance weight, e.g. 0,0.5,1,2,4");
+  NUMERAL_CHECK(!cmd.w.empty(), "--w: expected at least one guidance weight, e.g. 0,0.25,0.5,1,2");
   InterruptScope interrupts;
   Loaded l = load_all(c, "");
   const OutputDir out = open_output_dir(c.out, run_dir_of(c.checkpoint));
@@ -401,7 +401,7 @@ const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
   auto* sweep_sub =
       sub->add_subcommand("sweep", "accuracy, FID and diversity for several guidance weights w");
   add_common(*sweep_sub, sweep_cmd->common, /*required=*/true);
-  sweep_sub->add_option("--w,--guidance", sweep_cmd->w, "guidance weights, e.g. 0,0.5,1,2,4")
+  sweep_sub->add_option("--w,--guidance", sweep_cmd->w, "guidance weights, e.g. 0,0.25,0.5,1,2")
       ->delimiter(',')
       ->capture_default_str();
   sweep_sub->add_option("--samples", sweep_cmd->samples, "digits to generate per w")

@@ -21,7 +21,7 @@ namespace {
 struct SweepCommand {
   RuntimeOptions runtime;
   std::string checkpoint;
-  std::vector<double> weights = {0, 0.5, 1, 2, 4};
+  std::vector<double> weights = {0, 0.25, 0.5, 1, 2};
   std::vector<int64_t> digits;
   int64_t per_digit = 3;
   GenerateOptions generate;

@@ -306,37 +306,43 @@ Report augment_report(const std::vector<AugmentExperiment>& experiments, const A
 Image augment_plot(const std::vector<AugmentExperiment>& experiments) {
   NUMERAL_CHECK(!experiments.empty(), "augment_plot: no experiments");
   std::vector<Image> panels;
-  // Full data: accuracy against the generated digits added, the mean and each seed.
-  const AugmentExperiment& full = experiments.front();
-  std::vector<Series> series = {{"mean", {}, {}}};
-  for (const auto& arm : full.arms) {
-    if (arm.real_images == 0) continue;  // generated alone has no place on this axis
-    const double m = static_cast<double>(arm.generated_images);
-    series[0].x.push_back(m);
-    series[0].y.push_back(100 * arm.mean());
-    for (size_t s = 0; s < arm.accuracies.size(); ++s) {
-      if (series.size() < s + 2) series.push_back({fmt::format("seed {}", s), {}, {}});
-      series[s + 1].x.push_back(m);
-      series[s + 1].y.push_back(100 * arm.accuracies[s]);
-    }
+  std::vector<const AugmentExperiment*> low;
+  for (const auto& e : experiments) {
+    if (e.per_class > 0) low.push_back(&e);
   }
-  PlotOptions left;
-  left.title = full.title;
-  left.x_label = "generated digits added";
-  left.y_label = "held-out accuracy (%)";
-  panels.push_back(plot_lines(series, left));
+  // Full data: accuracy against the generated digits added, the mean and each seed.
+  if (experiments.front().per_class == 0) {
+    const AugmentExperiment& full = experiments.front();
+    std::vector<Series> series = {{"mean", {}, {}}};
+    for (const auto& arm : full.arms) {
+      if (arm.real_images == 0) continue;  // generated alone has no place on this axis
+      const double m = static_cast<double>(arm.generated_images);
+      series[0].x.push_back(m);
+      series[0].y.push_back(100 * arm.mean());
+      for (size_t s = 0; s < arm.accuracies.size(); ++s) {
+        if (series.size() < s + 2) series.push_back({fmt::format("seed {}", s), {}, {}});
+        series[s + 1].x.push_back(m);
+        series[s + 1].y.push_back(100 * arm.accuracies[s]);
+      }
+    }
+    PlotOptions left;
+    left.title = full.title;
+    left.x_label = "generated digits added";
+    left.y_label = "held-out accuracy (%)";
+    panels.push_back(plot_lines(series, left));
+  }
   // Low data: accuracy against N per class, one line per kind of arm.
-  if (experiments.size() > 1) {
+  if (!low.empty()) {
     std::vector<Series> kinds;
-    for (size_t e = 1; e < experiments.size(); ++e) {
-      for (size_t a = 0; a < experiments[e].arms.size(); ++a) {
-        const auto& arm = experiments[e].arms[a];
+    for (const AugmentExperiment* e : low) {
+      for (size_t a = 0; a < e->arms.size(); ++a) {
+        const auto& arm = e->arms[a];
         if (kinds.size() <= a) {
           std::string kind = arm.generated_images > 0 ? "real + generated" : "real";
           if (arm.classic) kind += " + classic";
           kinds.push_back({kind, {}, {}});
         }
-        kinds[a].x.push_back(static_cast<double>(experiments[e].per_class));
+        kinds[a].x.push_back(static_cast<double>(e->per_class));
         kinds[a].y.push_back(100 * arm.mean());
       }
     }
