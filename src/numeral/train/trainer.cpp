@@ -92,11 +92,7 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
   NUMERAL_CHECK(!tc.bf16 || device.is_cuda(),
                 "--bf16 needs a CUDA device (this run is on {}); drop --bf16", device.str());
 
-  DataOptions data_options;
-  data_options.data = tc.data;
-  data_options.val_fraction = tc.val_fraction;
-  data_options.split_seed = tc.split_seed;
-  data_ = load_data(data_options);
+  data_ = load_data(data_options_of(tc));
   Dataset train = data_.train;
   if (tc.limit > 0 && tc.limit < train.size()) {
     train = Dataset{train.images.slice(0, 0, tc.limit), train.labels.slice(0, 0, tc.limit)};
@@ -401,6 +397,14 @@ torch::Tensor drop_labels(const torch::Tensor& labels, double p, at::Generator& 
                                 torch::TensorOptions().dtype(torch::kFloat).device(labels.device()))
                         .lt(p);
   return labels.masked_fill(drop, kNullLabel);
+}
+
+DataOptions data_options_of(const TrainConfig& tc) {
+  DataOptions data;
+  data.data = tc.data;
+  data.val_fraction = tc.val_fraction;
+  data.split_seed = tc.split_seed;
+  return data;
 }
 
 TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device, bool ema) {

@@ -120,6 +120,9 @@ struct TrainedModel {
   std::filesystem::path path;
 };
 
+// The data and seeded split a run trains on (its --data, --val-fraction and --split-seed).
+DataOptions data_options_of(const TrainConfig& tc);
+
 // Loads a diffusion checkpoint (a file or a run directory) onto `device`. Use ema=false for the
 // raw (non-averaged) weights.
 TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device,
