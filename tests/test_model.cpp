@@ -81,7 +81,7 @@ TEST_P(UNetShapes, OutputMatchesInputForEverySize) {
   UNet model(c);
   auto x = torch::randn({2, p.channels, p.size, p.size});
   ShapeTrace trace;
-  auto out = model->forward(x, labels_of({0, 5}), labels_of({1, kNullLabel}), &trace);
+  auto out = model->forward(x, labels_of({0, 5}), labels_of({1, kNullLabel}), {}, &trace);
   EXPECT_EQ(out.sizes(), x.sizes());
   // Input block, one DownBlock per level transition, bottleneck, as many UpBlocks, output.
   EXPECT_EQ(trace.size(), 2 * (p.widths.size() - 1) + 3);

@@ -44,7 +44,7 @@ void run(SampleCommand& cmd, CLI::App& app) {
                 "--w needs class labels; drop it with --unconditional");
   if (cmd.unconditional) cmd.generate.guidance = 0;  // the null label has nothing to guide toward
   const auto [device, trained, T, classes] =
-      open_for_sampling(cmd.runtime, cmd.checkpoint, sampler, cmd.digits);
+      open_for_sampling(cmd.runtime, cmd.checkpoint, cmd.generate, cmd.digits);
   const auto rows = static_cast<int64_t>(classes.size());
   const int64_t count = request_size(cmd.per_digit, rows, "--per-digit");
   const LabelSource labels = class_major_labels(

@@ -37,7 +37,7 @@ void run(SweepCommand& cmd, CLI::App& app) {
     NUMERAL_CHECK(std::isfinite(w), "--w {}: expected finite numbers", w);
   }
   const auto [device, trained, T, classes] =
-      open_for_sampling(cmd.runtime, cmd.checkpoint, sampler, cmd.digits);
+      open_for_sampling(cmd.runtime, cmd.checkpoint, cmd.generate, cmd.digits);
   check_output_path(cmd.out, "--out");
   const auto labels = repeat_labels(classes, cmd.per_digit);
 

@@ -37,7 +37,7 @@ void run(TrajectoryCommand& cmd, CLI::App& app) {
   NUMERAL_CHECK(cmd.frames >= 2, "--frames {}: expected at least 2 (pure noise and the result)",
                 cmd.frames);
   const auto [device, trained, T, classes] =
-      open_for_sampling(cmd.runtime, cmd.checkpoint, sampler, cmd.digits);
+      open_for_sampling(cmd.runtime, cmd.checkpoint, cmd.generate, cmd.digits);
   check_output_path(cmd.out, "--out");
   if (!cmd.gif.empty()) check_output_path(cmd.gif, "--gif");
   // Batch 0 of `numeral sample` with its default batch size: the same noise, the same images.

@@ -145,7 +145,34 @@ void add_sampler_options(CLI::App& c, SamplerOptions& s) {
   c.add_option("--variance", s.variance, "ddpm posterior variance: posterior or beta")
       ->capture_default_str()
       ->group(group);
+  c.add_option("--spacing", s.spacing,
+               "timesteps: linspace (T-1 .. 0) or trailing (k T / steps - 1; Lin et al. 2023)")
+      ->capture_default_str()
+      ->group(group);
   c.add_flag("!--no-clip", s.clip_x0, "do not clamp the x_0 estimate to [-1, 1]")->group(group);
+}
+
+void add_distill_options(CLI::App& c, DistillConfig& d) {
+  const char* group = "Distillation";
+  c.add_option("--teacher", d.teacher,
+               "the trained model to distil (a checkpoint or run directory)")
+      ->group(group);
+  c.add_option("--from-steps", d.from_steps,
+               "the teacher's DDIM steps (trailing grid) that the first round halves")
+      ->capture_default_str()
+      ->group(group);
+  c.add_option("--to-steps", d.to_steps, "the student's steps after the last round")
+      ->capture_default_str()
+      ->group(group);
+  c.add_option("--round-steps", d.round_steps, "optimiser steps per halving round")
+      ->capture_default_str()
+      ->group(group);
+  c.add_option("--w-min", d.w_min, "smallest guidance weight the student learns")
+      ->capture_default_str()
+      ->group(group);
+  c.add_option("--w-max", d.w_max, "largest guidance weight the student learns")
+      ->capture_default_str()
+      ->group(group);
 }
 
 void add_generate_options(CLI::App& c, GenerateOptions& g) {

@@ -18,6 +18,8 @@ void add_diffusion_options(CLI::App& command, DiffusionConfig& config);
 void add_train_options(CLI::App& command, TrainConfig& config);
 // --sampler, --steps, --eta, --variance, --no-clip bound to SamplerOptions.
 void add_sampler_options(CLI::App& command, SamplerOptions& options);
+// --teacher, --from-steps, --to-steps, --round-steps, --w-min, --w-max bound to a DistillConfig.
+void add_distill_options(CLI::App& command, DistillConfig& config);
 // --batch-size and --forward-batch bound to GenerateOptions (the sampler and seed are separate).
 void add_generate_options(CLI::App& command, GenerateOptions& options);
 

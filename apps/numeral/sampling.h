@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "numeral/cli.h"
-#include "numeral/diffusion/samplers.h"
+#include "numeral/generate/generate.h"
 #include "numeral/train/trainer.h"
 
 namespace numeral::cli {
@@ -18,9 +18,10 @@ struct SamplingSetup {
   std::vector<int64_t> classes;  // the --digit list checked against the model, or every class
 };
 
-// Sets the threads, selects the device, loads `checkpoint`, validates `sampler` against its T and
-// resolves `digits`; throws numeral::Error on the first problem, before any sampling.
+// Sets the threads, selects the device, loads `checkpoint`, resolves `generate` for it
+// (options_for: a student's own sampler), validates the sampler against its T and resolves
+// `digits`; throws numeral::Error on the first problem, before any sampling.
 SamplingSetup open_for_sampling(const RuntimeOptions& runtime, const std::string& checkpoint,
-                                const SamplerOptions& sampler, const std::vector<int64_t>& digits);
+                                GenerateOptions& generate, const std::vector<int64_t>& digits);
 
 }  // namespace numeral::cli

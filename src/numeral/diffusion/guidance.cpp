@@ -10,6 +10,11 @@ torch::Tensor guided_eps(const torch::Tensor& eps_cond, const torch::Tensor& eps
   return (1 + w) * eps_cond - w * eps_uncond;
 }
 
+torch::Tensor guided_eps(const torch::Tensor& eps_cond, const torch::Tensor& eps_uncond,
+                         const torch::Tensor& w) {
+  return (1 + w) * eps_cond - w * eps_uncond;
+}
+
 Denoiser classifier_free_guidance(ModelFn eps_model, torch::Tensor labels, double w) {
   NUMERAL_CHECK(std::isfinite(w), "guidance weight w must be a finite number, got {}", w);
   const bool unconditional = labels.lt(0).all().item<bool>();

@@ -16,5 +16,8 @@ Denoiser classifier_free_guidance(ModelFn eps_model, torch::Tensor labels, doubl
 
 // The guidance formula alone: (1 + w) eps_cond - w eps_uncond.
 torch::Tensor guided_eps(const torch::Tensor& eps_cond, const torch::Tensor& eps_uncond, double w);
+// The same with a weight per image (w [B, 1, 1, 1]), as distillation needs.
+torch::Tensor guided_eps(const torch::Tensor& eps_cond, const torch::Tensor& eps_uncond,
+                         const torch::Tensor& w);
 
 }  // namespace numeral

@@ -43,6 +43,8 @@ void SamplerOptions::validate(int64_t T) const {
   NUMERAL_CHECK(eta >= 0 && std::isfinite(eta), "--eta {}: expected a number >= 0", eta);
   NUMERAL_CHECK(variance == "posterior" || variance == "beta",
                 "--variance {}: expected posterior or beta", variance);
+  NUMERAL_CHECK(spacing == "linspace" || spacing == "trailing",
+                "sampler spacing {}: expected linspace or trailing", spacing);
 }
 
 int64_t SamplerOptions::resolved_steps(int64_t T) const {
@@ -50,10 +52,20 @@ int64_t SamplerOptions::resolved_steps(int64_t T) const {
   return name == "ddpm" ? T : std::min<int64_t>(25, T);
 }
 
-std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps) {
+std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps, const std::string& spacing) {
   NUMERAL_CHECK(steps >= 1 && steps <= T, "sampling_timesteps: steps must be in [1, {}], got {}", T,
                 steps);
   std::vector<int64_t> ts(steps);
+  if (spacing == "trailing") {
+    for (int64_t i = 0; i < steps; ++i) {
+      ts[i] = std::llround(static_cast<double>((steps - i) * T) / static_cast<double>(steps)) - 1;
+    }
+    return ts;
+  }
+  NUMERAL_CHECK(spacing == "linspace",
+                "sampling_timesteps: spacing {}: expected linspace or "
+                "trailing",
+                spacing);
   if (steps == 1) return {T - 1};
   for (int64_t i = 0; i < steps; ++i) {
     ts[i] = static_cast<int64_t>(
@@ -73,7 +85,7 @@ torch::Tensor randn_on(at::IntArrayRef shape, at::Generator& generator, torch::D
 
 torch::Tensor ddpm_sample(const NoiseSchedule& s, const Denoiser& denoiser, torch::Tensor x,
                           const SamplerOptions& o, at::Generator& generator) {
-  const auto ts = sampling_timesteps(s.T, o.resolved_steps(s.T));
+  const auto ts = sampling_timesteps(s.T, o.resolved_steps(s.T), o.spacing);
   const auto n = static_cast<int64_t>(ts.size());
   for (int64_t i = 0; i < n; ++i) {
     const int64_t t = ts[i], t_prev = i + 1 < n ? ts[i + 1] : -1;
@@ -96,7 +108,7 @@ torch::Tensor ddpm_sample(const NoiseSchedule& s, const Denoiser& denoiser, torc
 
 torch::Tensor ddim_sample(const NoiseSchedule& s, const Denoiser& denoiser, torch::Tensor x,
                           const SamplerOptions& o, at::Generator& generator) {
-  const auto ts = sampling_timesteps(s.T, o.resolved_steps(s.T));
+  const auto ts = sampling_timesteps(s.T, o.resolved_steps(s.T), o.spacing);
   const auto n = static_cast<int64_t>(ts.size());
   for (int64_t i = 0; i < n; ++i) {
     const int64_t t = ts[i], t_prev = i + 1 < n ? ts[i + 1] : -1;
@@ -115,7 +127,7 @@ torch::Tensor ddim_sample(const NoiseSchedule& s, const Denoiser& denoiser, torc
 
 torch::Tensor dpm_solver_pp_2m_sample(const NoiseSchedule& s, const Denoiser& denoiser,
                                       torch::Tensor x, const SamplerOptions& o) {
-  const auto ts = sampling_timesteps(s.T, o.resolved_steps(s.T));
+  const auto ts = sampling_timesteps(s.T, o.resolved_steps(s.T), o.spacing);
   const auto n = static_cast<int64_t>(ts.size());
   // alpha_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t), lambda_t = log(alpha_t / sigma_t).
   auto alpha = [&](int64_t t) { return std::sqrt(abar_at(s, t)); };

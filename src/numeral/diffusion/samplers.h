@@ -30,6 +30,7 @@ struct SamplerOptions {
   int64_t steps = 0;                   // model evaluations; 0 = T for ddpm, 25 for the others
   double eta = 0.0;                    // DDIM stochasticity (0 = deterministic, 1 ~ DDPM)
   std::string variance = "posterior";  // ddpm: posterior (beta~_t) or beta (beta_t)
+  std::string spacing = "linspace";    // timesteps: linspace (T-1 .. 0) or trailing (see below)
   bool clip_x0 = true;                 // clamp the x_0 estimate to the data range [-1, 1]
   std::function<void(const SamplerStep&)> on_step;  // called once per step, before it is taken
 
@@ -39,8 +40,13 @@ struct SamplerOptions {
   int64_t resolved_steps(int64_t T) const;
 };
 
-// The descending timesteps a sampler visits: `steps` values evenly spaced from T-1 down to 0.
-std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps);
+// The descending timesteps a sampler visits. "linspace": `steps` values evenly spaced from T-1 down
+// to 0. "trailing" (Lin et al. 2023, Table 2): round(k T / steps) - 1 for k = steps .. 1, the last
+// step going from round(T / steps) - 1 to the clean image. Trailing grids nest: the n-step grid is
+// every other point of the 2n-step grid (k T / n = 2k T / 2n exactly), which progressive
+// distillation relies on.
+std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps,
+                                        const std::string& spacing = "linspace");
 
 // Runs the chosen sampler from x_T to x_0. Noise comes from `generator` (a CPU generator), so the
 // same seed gives the same images on any device.

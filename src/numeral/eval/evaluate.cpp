@@ -155,8 +155,9 @@ SampleSet load_idx_samples(const std::filesystem::path& images,
   return s;
 }
 
-SampleSet generate_samples(const TrainedModel& model, int64_t n, const GenerateOptions& options,
+SampleSet generate_samples(const TrainedModel& model, int64_t n, const GenerateOptions& requested,
                            const std::function<void(int64_t done)>& on_batch) {
+  const GenerateOptions options = options_for(model, requested);
   NUMERAL_CHECK(n >= 1, "--samples {}: expected at least 1", n);
   SampleSet s;
   s.labels = balanced_labels(n, model.config.model.num_classes);

@@ -65,7 +65,8 @@ std::vector<std::vector<std::optional<double>>> popout_crossings(
 }
 
 PopoutResult popout(const TrainedModel& model, DigitClassifier& classifier, int64_t per_class,
-                    const GenerateOptions& options) {
+                    const GenerateOptions& requested) {
+  const GenerateOptions options = options_for(model, requested);
   const auto& cfg = model.config.model;
   NUMERAL_CHECK(per_class >= 1, "--per-class {}: expected at least 1", per_class);
   NUMERAL_CHECK(options.batch_size >= 1, "--batch-size {}: expected at least 1",
@@ -103,7 +104,6 @@ PopoutResult popout(const TrainedModel& model, DigitClassifier& classifier, int6
   UNet unet = model.model;  // a handle to the same module, usable non-const
   unet->eval();
   const auto device = unet->parameters().front().device();
-  const ModelFn eps = sampling_model(unet, model.diffusion, options);
   for (int64_t first = 0, b = 0; first < n; first += options.batch_size, ++b) {
     const int64_t last = std::min(n, first + options.batch_size);
     // The same seeding as generate(): these trajectories end in the images it would make.
@@ -112,7 +112,7 @@ PopoutResult popout(const TrainedModel& model, DigitClassifier& classifier, int6
     const auto y = y_cpu.to(device);
     const auto x_T =
         randn_on({last - first, cfg.image_channels, cfg.image_size, cfg.image_size}, gen, device);
-    const auto denoiser = classifier_free_guidance(eps, y, options.guidance);
+    const auto denoiser = guided_denoiser(unet, model.diffusion, y, options);
     SamplerOptions sampler = options.sampler;
     sampler.on_step = [&](const SamplerStep& s) {
       NUMERAL_CHECK(s.index >= 0 && s.index < steps, "popout: the sampler reported step {} of {}",

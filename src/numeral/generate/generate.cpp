@@ -1,5 +1,7 @@
 #include "numeral/generate/generate.h"
 
+#include <cmath>
+
 #include "numeral/common/error.h"
 #include "numeral/diffusion/guidance.h"
 #include "numeral/train/trainer.h"
@@ -19,7 +21,39 @@ int64_t GenerateOptions::resolved_forward_batch(const torch::Device& device) con
 ModelFn sampling_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
                        const GenerateOptions& options) {
   const auto device = model->parameters().front().device();
-  return in_chunks(eps_model(model, std::move(diffusion)), options.resolved_forward_batch(device));
+  return in_chunks(eps_model(model, std::move(diffusion), options.guidance),
+                   options.resolved_forward_batch(device));
+}
+
+GenerateOptions options_for(const TrainedModel& model, GenerateOptions requested) {
+  if (model.student_steps == 0) return requested;
+  const int64_t n = model.student_steps;
+  SamplerOptions& s = requested.sampler;
+  const bool default_sampler = s.name == SamplerOptions{}.name && s.steps == 0;
+  NUMERAL_CHECK(
+      default_sampler || (s.name == "ddim" && (s.steps == 0 || s.steps == n) && s.eta == 0),
+      "{} is a distilled student: it samples only with DDIM at its {} steps (asked for "
+      "{} with {} steps, eta {}); drop --sampler, --steps and --eta",
+      model.path.string(), n, s.name, s.resolved_steps(model.diffusion->T()), s.eta);
+  s.name = "ddim";
+  s.steps = n;
+  s.eta = 0;
+  s.spacing = "trailing";
+  return requested;
+}
+
+Denoiser guided_denoiser(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
+                         const torch::Tensor& labels, const GenerateOptions& options) {
+  const ModelFn eps = sampling_model(model, std::move(diffusion), options);
+  if (!model->config().guidance_input) {
+    return classifier_free_guidance(eps, labels, options.guidance);
+  }
+  NUMERAL_CHECK(std::isfinite(options.guidance),
+                "guidance weight w must be a finite number, got {}", options.guidance);
+  NUMERAL_CHECK(options.sampler.spacing == "trailing",
+                "generate: a distilled student samples on its trailing grid (see options_for)");
+  return
+      [eps, labels](const torch::Tensor& x, const torch::Tensor& t) { return eps(x, t, labels); };
 }
 
 torch::Tensor generate_batch(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
@@ -39,8 +73,7 @@ torch::Tensor generate_batch(UNet model, std::shared_ptr<GaussianDiffusion> diff
   const auto y = labels.to(device);
   const auto x_T =
       randn_on({labels.size(0), cfg.image_channels, cfg.image_size, cfg.image_size}, gen, device);
-  const Denoiser denoiser =
-      classifier_free_guidance(sampling_model(model, diffusion, options), y, options.guidance);
+  const Denoiser denoiser = guided_denoiser(model, diffusion, y, options);
   return sample(diffusion->schedule_f64(), denoiser, x_T, options.sampler, gen)
       .clamp(-1, 1)
       .to(torch::kCPU);

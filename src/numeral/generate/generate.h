@@ -8,6 +8,7 @@
 #include "numeral/diffusion/gaussian_diffusion.h"
 #include "numeral/diffusion/samplers.h"
 #include "numeral/model/unet.h"
+#include "numeral/train/trainer.h"
 
 namespace numeral {
 
@@ -41,6 +42,17 @@ constexpr int64_t kCpuForwardBatch = 16;
 // call. The images do not depend on the call size beyond float rounding.
 ModelFn sampling_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
                        const GenerateOptions& options);
+
+// What a request for `requested` means for `model`: the options themselves for a trained model; for
+// a distilled student, DDIM (eta 0) on its trailing grid of model.student_steps steps, the only way
+// it was trained to sample. A student refuses another sampler or step count, naming what was asked.
+GenerateOptions options_for(const TrainedModel& model, GenerateOptions requested);
+
+// The Denoiser that generate() samples with for `labels` (on the model's device): classifier-free
+// guidance with options.guidance around a trained model (two halves in one call), or a student
+// called once with w as its input.
+Denoiser guided_denoiser(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
+                         const torch::Tensor& labels, const GenerateOptions& options);
 
 // Generates one image per label (kNullLabel = unconditional) with the model's noise
 // prediction. Batch b draws its noise from a generator seeded by (seed, b), so results do not

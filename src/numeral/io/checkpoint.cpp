@@ -1,7 +1,9 @@
 #include "numeral/io/checkpoint.h"
 
+#include <fmt/ranges.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "numeral/common/error.h"
@@ -63,6 +65,11 @@ std::filesystem::path resolve_checkpoint_path(const std::filesystem::path& path)
 
 Checkpoint load_checkpoint(const std::filesystem::path& path_or_dir,
                            const std::string& expected_kind) {
+  return load_checkpoint(path_or_dir, std::vector<std::string>{expected_kind});
+}
+
+Checkpoint load_checkpoint(const std::filesystem::path& path_or_dir,
+                           const std::vector<std::string>& expected_kinds) {
   const auto path = resolve_checkpoint_path(path_or_dir);
   const std::string origin = path.string();
   NUMERAL_CHECK(std::filesystem::exists(path), "{}: no such checkpoint{}", origin,
@@ -94,8 +101,11 @@ Checkpoint load_checkpoint(const std::filesystem::path& path_or_dir,
                   "state) does not match",
                   origin);
   }
-  NUMERAL_CHECK(meta("kind") == expected_kind, "{}: is a {} checkpoint, expected a {} checkpoint",
-                origin, meta("kind"), expected_kind);
+  const std::string kind = meta("kind");
+  NUMERAL_CHECK(
+      std::find(expected_kinds.begin(), expected_kinds.end(), kind) != expected_kinds.end(),
+      "{}: is a {} checkpoint, expected a {} checkpoint", origin, kind,
+      fmt::format("{}", fmt::join(expected_kinds, " or ")));
   NUMERAL_CHECK(meta("crc32") == std::to_string(tensors_crc32(file.tensors)),
                 "{}: corrupt checkpoint: CRC-32 of the tensor data does not match", origin);
   Checkpoint checkpoint;

@@ -8,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace numeral {
 
@@ -19,7 +20,7 @@ constexpr const char* kCheckpointMagic = "numeral-checkpoint";
 
 // The contents of a checkpoint file.
 struct Checkpoint {
-  std::string kind;                                 // "diffusion" or "classifier"
+  std::string kind;                                 // "diffusion", "student" or "classifier"
   nlohmann::json config;                            // everything needed to rebuild the model
   nlohmann::json state = nlohmann::json::object();  // training progress (step, epoch, ...)
   std::map<std::string, torch::Tensor> tensors;     // "model.*", "ema.*", "optimizer", "rng", ...
@@ -31,6 +32,9 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkp
 // Reads and validates magic, version, kind and both CRCs; errors name the file and the part that
 // is wrong.
 Checkpoint load_checkpoint(const std::filesystem::path& path, const std::string& expected_kind);
+// The same, accepting any of `expected_kinds` (e.g. a trained model or a distilled student).
+Checkpoint load_checkpoint(const std::filesystem::path& path,
+                           const std::vector<std::string>& expected_kinds);
 
 // Resolves a run directory to its checkpoint file (<dir>/checkpoint.safetensors); files pass
 // through unchanged.

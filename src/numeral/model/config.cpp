@@ -46,7 +46,8 @@ void to_json(nlohmann::json& j, const UNetConfig& c) {
                      {"num_classes", c.num_classes},
                      {"groups", c.groups},
                      {"attention", c.attention},
-                     {"attention_heads", c.attention_heads}};
+                     {"attention_heads", c.attention_heads},
+                     {"guidance_input", c.guidance_input}};
 }
 
 void from_json(const nlohmann::json& j, UNetConfig& c) {
@@ -60,6 +61,7 @@ void from_json(const nlohmann::json& j, UNetConfig& c) {
   c.groups = j.value("groups", d.groups);
   c.attention = j.value("attention", d.attention);
   c.attention_heads = j.value("attention_heads", d.attention_heads);
+  c.guidance_input = j.value("guidance_input", d.guidance_input);
 }
 
 }  // namespace numeral

@@ -19,6 +19,9 @@ struct UNetConfig {
   int64_t groups = 8;             // GroupNorm groups (must divide every width)
   bool attention = false;         // self-attention at the lowest resolution
   int64_t attention_heads = 4;    // heads of that attention (must divide its width)
+  // The network also takes the guidance weight w as an input, so one call gives the guided
+  // prediction: a distilled student (Meng et al. 2023, sec. 4.1). False for a trained model.
+  bool guidance_input = false;
 
   // Throws numeral::Error naming the field when the combination cannot be built.
   void validate() const;

@@ -16,9 +16,16 @@ torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int64_t dim) {
   return torch::cat({args.sin(), args.cos()}, /*dim=*/1);             // [B, dim]
 }
 
-EmbedBlockImpl::EmbedBlockImpl(int64_t in_features, int64_t hidden, int64_t out_features)
+EmbedBlockImpl::EmbedBlockImpl(int64_t in_features, int64_t hidden, int64_t out_features,
+                               bool zero_out)
     : fc1_(register_module("fc1", nn::Linear(in_features, hidden))),
-      fc2_(register_module("fc2", nn::Linear(hidden, out_features))) {}
+      fc2_(register_module("fc2", nn::Linear(hidden, out_features))) {
+  if (zero_out) {
+    torch::NoGradGuard no_grad;
+    fc2_->weight.zero_();
+    fc2_->bias.zero_();
+  }
+}
 
 torch::Tensor EmbedBlockImpl::forward(const torch::Tensor& x) {
   return fc2_(torch::gelu(fc1_(x)));

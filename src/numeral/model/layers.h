@@ -9,10 +9,11 @@ namespace numeral {
 torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int64_t dim);  // [B] -> [B, dim]
 
 // A two-layer MLP (Linear, GELU, Linear): turns a time feature or a one-hot label into a
-// per-channel embedding.
+// per-channel embedding. zero_out starts the last layer at zero, so that the block adds nothing
+// until trained (a new input grafted onto a trained network).
 class EmbedBlockImpl : public torch::nn::Module {
  public:
-  EmbedBlockImpl(int64_t in_features, int64_t hidden, int64_t out_features);
+  EmbedBlockImpl(int64_t in_features, int64_t hidden, int64_t out_features, bool zero_out = false);
   torch::Tensor forward(const torch::Tensor& x);  // [B, in] -> [B, out]
 
  private:

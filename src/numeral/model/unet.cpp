@@ -27,9 +27,14 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
   up_ = register_module("up", nn::ModuleList());
   time_embed_ = register_module("time_embed", nn::ModuleList());
   class_embed_ = register_module("class_embed", nn::ModuleList());
+  if (config_.guidance_input) guidance_embed_ = register_module("guidance_embed", nn::ModuleList());
   auto add_embeddings = [&](int64_t width) {
     time_embed_->push_back(EmbedBlock(config_.time_embed_dim, config_.time_embed_dim, width));
     class_embed_->push_back(EmbedBlock(config_.num_classes, config_.class_embed_dim, width));
+    if (config_.guidance_input) {
+      guidance_embed_->push_back(
+          EmbedBlock(config_.time_embed_dim, config_.time_embed_dim, width, /*zero_out=*/true));
+    }
   };
   add_embeddings(c.back());
   for (int64_t i = levels - 2; i >= 0; --i) {
@@ -49,7 +54,8 @@ torch::Tensor one_hot_labels(const torch::Tensor& labels, int64_t num_classes) {
 }
 
 torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t,
-                                const torch::Tensor& labels, ShapeTrace* trace) {
+                                const torch::Tensor& labels, const torch::Tensor& guidance,
+                                ShapeTrace* trace) {
   const auto& cfg = config_;
   TORCH_CHECK(x_t.dim() == 4 && x_t.size(1) == cfg.image_channels &&
                   x_t.size(2) == cfg.image_size && x_t.size(3) == cfg.image_size,
@@ -59,15 +65,27 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
               "], got ", t.sizes());
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == x_t.size(0),
               "UNet: expected labels of shape [", x_t.size(0), "], got ", labels.sizes());
+  TORCH_CHECK(guidance.defined() == cfg.guidance_input,
+              cfg.guidance_input ? "UNet: this model (a distilled student) needs the guidance w"
+                                 : "UNet: this model takes no guidance input");
+  TORCH_CHECK(!guidance.defined() || (guidance.dim() == 1 && guidance.size(0) == x_t.size(0)),
+              "UNet: expected guidance of shape [", x_t.size(0), "], got ", guidance.sizes());
   auto record = [&](const std::string& name, const torch::Tensor& h) {
     if (trace) trace->emplace_back(name, h.sizes().vec());
   };
   const auto time_features = sinusoidal_embedding(t, cfg.time_embed_dim);  // [B, D]
   const auto class_features = one_hot_labels(labels, cfg.num_classes);     // [B, K]
+  torch::Tensor guidance_features;                                         // [B, D]
+  if (guidance.defined()) {
+    guidance_features = sinusoidal_embedding(guidance * kGuidanceFeatureScale, cfg.time_embed_dim);
+  }
   // h <- h * (1 + class embedding) + time embedding, per channel.
   auto inject = [&](torch::Tensor h, size_t level) {
     auto scale = class_embed_[level]->as<EmbedBlock>()->forward(class_features);  // [B, C]
     auto shift = time_embed_[level]->as<EmbedBlock>()->forward(time_features);    // [B, C]
+    if (guidance_features.defined()) {
+      shift = shift + guidance_embed_[level]->as<EmbedBlock>()->forward(guidance_features);
+    }
     return h * (1 + scale.unsqueeze(-1).unsqueeze(-1)) + shift.unsqueeze(-1).unsqueeze(-1);
   };
 
@@ -111,11 +129,14 @@ std::string model_summary(UNet& model) {
     auto x = torch::zeros({1, cfg.image_channels, cfg.image_size, cfg.image_size},
                           torch::TensorOptions().device(device));
     auto t = torch::zeros({1}, torch::TensorOptions().dtype(torch::kLong).device(device));
-    model->forward(x, t, t, &trace);
+    torch::Tensor w;
+    if (cfg.guidance_input) w = torch::zeros({1}, torch::TensorOptions().device(device));
+    model->forward(x, t, t, w, &trace);
   }
-  std::string out = fmt::format("UNet  image {}x{}x{}  widths {}  classes {}  attention {}\n",
+  std::string out = fmt::format("UNet  image {}x{}x{}  widths {}  classes {}  attention {}{}\n",
                                 cfg.image_size, cfg.image_size, cfg.image_channels, cfg.channels,
-                                cfg.num_classes, cfg.attention ? "yes" : "no");
+                                cfg.num_classes, cfg.attention ? "yes" : "no",
+                                cfg.guidance_input ? "  guidance input (student)" : "");
   out += fmt::format("  {:<32} {}\n", "block", "output shape");
   for (const auto& [name, shape] : trace) {
     out += fmt::format("  {:<32} [{}]\n", name, fmt::join(shape, ", "));

@@ -22,15 +22,17 @@ using ShapeTrace = std::vector<std::pair<std::string, std::vector<int64_t>>>;
 // A U-Net: an input ResBlock, DownBlocks keeping skips, a bottleneck (optionally with
 // self-attention), UpBlocks that concatenate the skips, and an output convolution. A sinusoidal
 // time embedding and a class EmbedBlock are injected at the bottleneck and after every UpBlock:
-// h <- h * (1 + class_embedding) + time_embedding.
+// h <- h * (1 + class_embedding) + time_embedding. A student (config.guidance_input) adds a
+// guidance embedding of w to the time embedding.
 class UNetImpl : public torch::nn::Module {
  public:
   explicit UNetImpl(const UNetConfig& config);
 
-  // x_t [B, C, H, W] float, t [B] int64 in [0, T), labels [B] int64 in [0, K) or kNullLabel
-  // -> [B, C, H, W].
+  // x_t [B, C, H, W] float, t [B] int64 in [0, T), labels [B] int64 in [0, K) or kNullLabel,
+  // guidance [B] float (w; only for a model with config.guidance_input) -> [B, C, H, W].
   torch::Tensor forward(const torch::Tensor& x_t, const torch::Tensor& t,
-                        const torch::Tensor& labels, ShapeTrace* trace = nullptr);
+                        const torch::Tensor& labels, const torch::Tensor& guidance = {},
+                        ShapeTrace* trace = nullptr);
 
   const UNetConfig& config() const { return config_; }
 
@@ -38,12 +40,17 @@ class UNetImpl : public torch::nn::Module {
   UNetConfig config_;
   ResBlock input_{nullptr};
   torch::nn::ModuleList down_, up_, time_embed_, class_embed_;
+  torch::nn::ModuleList guidance_embed_{nullptr};  // config.guidance_input only
   ResBlock bottleneck_{nullptr};
   SelfAttention attention_{nullptr};
   torch::nn::Conv2d out_conv1_{nullptr}, out_conv2_{nullptr};
   torch::nn::GroupNorm out_norm_{nullptr};
 };
 TORCH_MODULE(UNet);
+
+// The guidance weight w is embedded as sinusoidal features of w * kGuidanceFeatureScale, so that
+// the weights in use (0 to a few) span a range of phases like the timesteps' 0 to T.
+constexpr double kGuidanceFeatureScale = 100.0;
 
 // Number of trainable parameters.
 int64_t parameter_count(const torch::nn::Module& module);

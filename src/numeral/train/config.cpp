@@ -1,5 +1,6 @@
 #include "numeral/train/config.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "numeral/common/error.h"
@@ -34,9 +35,10 @@ void TrainConfig::validate() const {
 #define NUMERAL_TRAIN_FIELDS(X)                                                                \
   X(data)                                                                                      \
   X(val_fraction)                                                                              \
-  X(split_seed) X(limit) X(per_class) X(val_samples) X(epochs) X(max_steps) X(batch_size)      \
-      X(optimizer) X(lr) X(lr_min) X(lr_schedule) X(warmup_steps) X(weight_decay) X(grad_clip) \
-          X(ema_decay) X(cond_drop_prob) X(seed) X(checkpoint_every) X(preview_every) X(bf16)
+  X(split_seed)                                                                                \
+  X(limit) X(per_class) X(val_samples) X(epochs) X(max_steps) X(batch_size) X(optimizer) X(lr) \
+      X(lr_min) X(lr_schedule) X(warmup_steps) X(weight_decay) X(grad_clip) X(ema_decay)       \
+          X(cond_drop_prob) X(seed) X(checkpoint_every) X(preview_every) X(bf16)
 
 void to_json(nlohmann::json& j, const TrainConfig& c) {
   j = nlohmann::json::object();
@@ -52,14 +54,60 @@ void from_json(const nlohmann::json& j, TrainConfig& c) {
 #undef NUMERAL_FROM_JSON
 }
 
+void DistillConfig::validate(int64_t T) const {
+  NUMERAL_CHECK(!teacher.empty(), "distill: --teacher is required");
+  NUMERAL_CHECK(to_steps >= 1, "--to-steps {}: expected at least 1", to_steps);
+  NUMERAL_CHECK(from_steps > to_steps && from_steps <= T,
+                "--from-steps {}: expected more than --to-steps {} and at most T = {}", from_steps,
+                to_steps, T);
+  NUMERAL_CHECK(
+      from_steps % to_steps == 0 && ((from_steps / to_steps) & (from_steps / to_steps - 1)) == 0,
+      "--from-steps {} / --to-steps {}: expected a power of two (each round halves the "
+      "steps)",
+      from_steps, to_steps);
+  NUMERAL_CHECK(round_steps >= 1, "--round-steps {}: expected at least 1", round_steps);
+  NUMERAL_CHECK(std::isfinite(w_min) && std::isfinite(w_max) && 0 <= w_min && w_min <= w_max,
+                "--w-min {} / --w-max {}: expected 0 <= w-min <= w-max", w_min, w_max);
+}
+
+int64_t DistillConfig::rounds() const {
+  int64_t r = 0;
+  for (int64_t n = from_steps; n > to_steps; n /= 2) ++r;
+  return r;
+}
+
+int64_t DistillConfig::student_steps(int64_t round) const {
+  return from_steps >> (round + 1);
+}
+
+#define NUMERAL_DISTILL_FIELDS(X) \
+  X(teacher) X(from_steps) X(to_steps) X(round_steps) X(w_min) X(w_max)
+
+void to_json(nlohmann::json& j, const DistillConfig& c) {
+  j = nlohmann::json::object();
+#define NUMERAL_TO_JSON(field) j[#field] = c.field;
+  NUMERAL_DISTILL_FIELDS(NUMERAL_TO_JSON)
+#undef NUMERAL_TO_JSON
+}
+
+void from_json(const nlohmann::json& j, DistillConfig& c) {
+  const DistillConfig d;
+#define NUMERAL_FROM_JSON(field) c.field = j.value(#field, d.field);
+  NUMERAL_DISTILL_FIELDS(NUMERAL_FROM_JSON)
+#undef NUMERAL_FROM_JSON
+}
+
 void to_json(nlohmann::json& j, const RunConfig& c) {
   j = nlohmann::json{{"model", c.model}, {"diffusion", c.diffusion}, {"train", c.train}};
+  if (c.distill) j["distill"] = *c.distill;
 }
 
 void from_json(const nlohmann::json& j, RunConfig& c) {
   c.model = j.value("model", UNetConfig{});
   c.diffusion = j.value("diffusion", DiffusionConfig{});
   c.train = j.value("train", TrainConfig{});
+  c.distill.reset();
+  if (j.contains("distill")) c.distill = j.at("distill").get<DistillConfig>();
 }
 
 }  // namespace numeral

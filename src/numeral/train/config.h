@@ -3,6 +3,7 @@
 // checkpoint.
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 
 #include "numeral/diffusion/schedule.h"
@@ -42,11 +43,34 @@ struct TrainConfig {
 void to_json(nlohmann::json& j, const TrainConfig& c);
 void from_json(const nlohmann::json& j, TrainConfig& c);
 
-// A training run's full configuration: the model, the diffusion process and the optimisation.
+// How `numeral distill` makes a few-step student from a trained model: progressive distillation
+// (Salimans & Ho 2022) with the guidance weight as a student input (Meng et al. 2023).
+struct DistillConfig {
+  std::string teacher;         // the trained model's checkpoint (a file or a run directory)
+  int64_t from_steps = 64;     // the teacher's DDIM steps (trailing grid) that round 1 halves
+  int64_t to_steps = 4;        // the student's steps after the last round: from_steps / 2^rounds
+  int64_t round_steps = 1000;  // optimiser steps per round (learning rate and EMA restart each)
+  double w_min = 0.0;          // the guidance weights the student learns, drawn uniformly
+  double w_max = 2.0;          //   from [w_min, w_max]
+
+  // Throws numeral::Error naming the field when a value is out of range for a schedule of T steps.
+  void validate(int64_t T) const;
+  // The number of halvings from from_steps to to_steps.
+  int64_t rounds() const;
+  // The student's sampling steps in round r (0-based): from_steps / 2^(r + 1).
+  int64_t student_steps(int64_t round) const;
+};
+
+void to_json(nlohmann::json& j, const DistillConfig& c);
+void from_json(const nlohmann::json& j, DistillConfig& c);
+
+// A training run's full configuration: the model, the diffusion process and the optimisation,
+// and for a distilled student how it is distilled.
 struct RunConfig {
   UNetConfig model;
   DiffusionConfig diffusion;
   TrainConfig train;
+  std::optional<DistillConfig> distill;  // set for a student (checkpoint kind "student")
 };
 
 void to_json(nlohmann::json& j, const RunConfig& c);

@@ -128,11 +128,14 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
   }
 
   diffusion_ = std::make_shared<GaussianDiffusion>(config_.diffusion, device);
+  objective_ =
+      options_.objective ? options_.objective : std::make_shared<DiffusionObjective>(diffusion_);
   torch::manual_seed(tc.seed);
   model_ = UNet(mc);
   ema_model_ = UNet(mc);
   model_->to(device);
   ema_model_->to(device);
+  if (!options_.resume) objective_->initialise(model_);
   ema_ = std::make_unique<EMA>(*model_, *ema_model_, tc.ema_decay);
   ema_->copy_from_model();
   ema_model_->eval();
@@ -172,9 +175,11 @@ void Trainer::print(const std::string& line) const {
 
 double Trainer::learning_rate(int64_t step) const {
   const auto& c = config_.train;
+  const int64_t cycle = objective_->cycle_steps();
+  if (cycle > 0) step %= cycle;
   if (step < c.warmup_steps) return c.lr * static_cast<double>(step + 1) / c.warmup_steps;
   if (c.lr_schedule == "constant") return c.lr;
-  const double span = std::max<int64_t>(1, planned_steps_ - c.warmup_steps);
+  const double span = std::max<int64_t>(1, (cycle > 0 ? cycle : planned_steps_) - c.warmup_steps);
   const double p = std::min(1.0, static_cast<double>(step - c.warmup_steps) / span);
   if (c.lr_schedule == "linear") return c.lr + (c.lr_min - c.lr) * p;
   return c.lr_min + (c.lr - c.lr_min) * 0.5 * (1 + std::cos(M_PI * p));
@@ -182,15 +187,13 @@ double Trainer::learning_rate(int64_t step) const {
 
 double Trainer::validation_loss() {
   torch::NoGradGuard no_grad;
-  auto model_fn = [&](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
-    return ema_model_->forward(x, t, y);
-  };
   double sum = 0;
   const int64_t n = val_x_.size(0), batch = 256;
   for (int64_t i = 0; i < n; i += batch) {
     const int64_t j = std::min(n, i + batch);
-    auto loss = diffusion_->training_loss(model_fn, val_x_.slice(0, i, j), val_y_.slice(0, i, j),
-                                          val_t_.slice(0, i, j), val_noise_.slice(0, i, j));
+    auto loss = objective_->loss(ema_model_, val_x_.slice(0, i, j), val_y_.slice(0, i, j),
+                                 val_t_.slice(0, i, j), val_noise_.slice(0, i, j),
+                                 /*generator=*/nullptr);
     sum += loss.item<double>() * static_cast<double>(j - i);
   }
   return sum / static_cast<double>(n);
@@ -198,7 +201,7 @@ double Trainer::validation_loss() {
 
 void Trainer::save_checkpoint_now() {
   Checkpoint c;
-  c.kind = "diffusion";
+  c.kind = objective_->checkpoint_kind();
   c.config = config_;
   nlohmann::json history = nlohmann::json::array();
   for (const auto& h : history_) history.push_back(h);
@@ -220,12 +223,13 @@ void Trainer::save_checkpoint_now() {
   archive.save_to(optimizer_bytes);
   c.tensors["optimizer"] = bytes_to_tensor(optimizer_bytes.str());
   c.tensors["rng"] = generator_.get_state();
+  objective_->save(c);
   save_checkpoint(options_.run_dir / kCheckpointFile, c);
   write_log();  // never ahead of the checkpoint, and there from the first save on
 }
 
 void Trainer::restore(const std::filesystem::path& path) {
-  const Checkpoint c = load_checkpoint(path, "diffusion");
+  const Checkpoint c = load_checkpoint(path, objective_->checkpoint_kind());
   RunConfig stored = c.config;
   NUMERAL_CHECK(nlohmann::json(stored.model) == nlohmann::json(config_.model) &&
                     nlohmann::json(stored.diffusion) == nlohmann::json(config_.diffusion),
@@ -249,6 +253,7 @@ void Trainer::restore(const std::filesystem::path& path) {
   load_module_state(*model_, c.tensors, "model.", path.string());
   load_module_state(*ema_model_, c.tensors, "ema.", path.string());
   diffusion_->load_schedule_state(c.tensors, path.string());
+  objective_->restore(c, path.string());
   std::istringstream optimizer_bytes(tensor_to_bytes(c.tensors.at("optimizer")));
   torch::serialize::InputArchive archive;
   archive.load_from(optimizer_bytes, options_.device);
@@ -281,9 +286,6 @@ TrainResult Trainer::run() {
   const auto& mc = config_.model;
   const auto float_options = torch::TensorOptions().dtype(torch::kFloat).device(device);
   const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(device);
-  auto model_fn = [&](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
-    return model_->forward(x, t, y);
-  };
   session_start_ = std::chrono::steady_clock::now();
   TrainResult result;
   // Losses not yet read back from the device.
@@ -308,7 +310,8 @@ TrainResult Trainer::run() {
     const int64_t first = step_ % steps_per_epoch_;
     const int64_t last = std::min(steps_per_epoch_, total_steps_ - epoch * steps_per_epoch_);
     const auto perm = epoch_permutation(n, tc.seed, epoch, device);
-    ProgressBar bar(fmt::format("epoch {}/{}", epoch + 1, tc.epochs), last, "img");
+    const int64_t epochs = (total_steps_ + steps_per_epoch_ - 1) / steps_per_epoch_;
+    ProgressBar bar(fmt::format("epoch {}/{}", epoch + 1, epochs), last, "img");
     const auto epoch_start = std::chrono::steady_clock::now();
     int64_t epoch_images = 0;
     for (int64_t i = first; i < last; ++i) {
@@ -328,6 +331,7 @@ TrainResult Trainer::run() {
       const auto noise = torch::randn({b, mc.image_channels, mc.image_size, mc.image_size},
                                       generator_, float_options);
       labels = drop_labels(labels, tc.cond_drop_prob, generator_);
+      objective_->begin_step(step_, model_, ema_model_);
 
       const double lr = learning_rate(step_);
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
@@ -335,13 +339,14 @@ TrainResult Trainer::run() {
       torch::Tensor loss;
       {
         AutocastGuard autocast(tc.bf16);
-        loss = diffusion_->training_loss(model_fn, x0, labels, t, noise);
+        loss = objective_->loss(model_, x0, labels, t, noise, &generator_);
       }
       loss.backward();
       if (tc.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), tc.grad_clip);
       optimizer_->step();
       diffusion_->refresh_schedule();
-      ema_->update(step_);
+      const int64_t cycle = objective_->cycle_steps();
+      ema_->update(cycle > 0 ? step_ % cycle : step_);
       ++step_;
       // Reading the loss syncs with the device: every step on the CPU (free), every
       // kSyncEvery steps on CUDA so the GPU is never starved.
@@ -392,6 +397,15 @@ TrainResult Trainer::run() {
   return result;
 }
 
+torch::Tensor DiffusionObjective::loss(UNet& model, const torch::Tensor& x0,
+                                       const torch::Tensor& labels, const torch::Tensor& t,
+                                       const torch::Tensor& noise, at::Generator* /*generator*/) {
+  auto network = [&](const torch::Tensor& x, const torch::Tensor& time, const torch::Tensor& y) {
+    return model->forward(x, time, y);
+  };
+  return diffusion_->training_loss(network, x0, labels, t, noise);
+}
+
 torch::Tensor drop_labels(const torch::Tensor& labels, double p, at::Generator& generator) {
   const auto drop = torch::rand({labels.size(0)}, generator,
                                 torch::TensorOptions().dtype(torch::kFloat).device(labels.device()))
@@ -410,7 +424,8 @@ DataOptions data_options_of(const TrainConfig& tc) {
 TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device, bool ema) {
   TrainedModel m;
   m.path = resolve_checkpoint_path(path);
-  const Checkpoint c = load_checkpoint(m.path, "diffusion");
+  const Checkpoint c =
+      load_checkpoint(m.path, std::vector<std::string>{kDiffusionKind, kStudentKind});
   try {
     m.config = c.config.get<RunConfig>();
     m.config.model.validate();
@@ -425,6 +440,12 @@ TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device
   m.diffusion = std::make_shared<GaussianDiffusion>(m.config.diffusion, device);
   m.diffusion->load_schedule_state(c.tensors, m.path.string());
   m.state = c.state;
+  if (c.kind == kStudentKind) {
+    m.student_steps = c.state.value("student_steps", int64_t{0});
+    NUMERAL_CHECK(m.student_steps >= 1 && m.config.model.guidance_input,
+                  "{}: corrupt student checkpoint: no sampling steps or no guidance input",
+                  m.path.string());
+  }
   return m;
 }
 
@@ -435,7 +456,8 @@ TrainedModel export_for_sampling(const std::filesystem::path& from, const std::f
   NUMERAL_CHECK(kDtypes.count(dtype), "export dtype {}: expected float32, float16 or bfloat16",
                 dtype);
   TrainedModel source = load_trained_model(from, torch::kCPU);
-  const Checkpoint full = load_checkpoint(source.path, "diffusion");
+  const Checkpoint full =
+      load_checkpoint(source.path, std::vector<std::string>{kDiffusionKind, kStudentKind});
   Checkpoint slim;
   slim.kind = full.kind;
   slim.config = full.config;
@@ -443,7 +465,7 @@ TrainedModel export_for_sampling(const std::filesystem::path& from, const std::f
                 {"history", full.state.value("history", nlohmann::json::array())},
                 {"exported_from", source.path.string()},
                 {"weights_dtype", dtype}};
-  for (const char* key : {"val_fingerprint", "train_fingerprint"}) {  // what it trained on
+  for (const char* key : {"val_fingerprint", "train_fingerprint", "student_steps"}) {
     if (full.state.contains(key)) slim.state[key] = full.state[key];
   }
   for (const auto& [name, tensor] : full.tensors) {
@@ -459,12 +481,15 @@ TrainedModel export_for_sampling(const std::filesystem::path& from, const std::f
   return source;
 }
 
-ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion) {
-  return [model, diffusion](const torch::Tensor& x, const torch::Tensor& t,
-                            const torch::Tensor& y) mutable {
+ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, double guidance) {
+  const bool student = model->config().guidance_input;
+  return [model, diffusion, guidance, student](const torch::Tensor& x, const torch::Tensor& t,
+                                               const torch::Tensor& y) mutable {
     return diffusion->predict_eps(
         [&](const torch::Tensor& input, const torch::Tensor& time, const torch::Tensor& labels) {
-          return model->forward(input, time, labels);
+          if (!student) return model->forward(input, time, labels);
+          return model->forward(input, time, labels,
+                                torch::full({input.size(0)}, guidance, input.options()));
         },
         x, t, y);
   };

@@ -19,6 +19,50 @@
 namespace numeral {
 
 class RunDirLock;
+struct Checkpoint;
+
+// The checkpoint kinds of a trained diffusion model and of a distilled student (train/distill.h).
+constexpr const char* kDiffusionKind = "diffusion";
+constexpr const char* kStudentKind = "student";
+
+// What a training step minimises. The trainer owns the data, the optimiser, the EMA, the loop, the
+// checkpoints and the log; an Objective turns a batch into a loss. The diffusion loss
+// (DiffusionObjective) is the default; progressive distillation (train/distill.h) is another.
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  // The kind of checkpoint this run writes and resumes from.
+  virtual std::string checkpoint_kind() const { return kDiffusionKind; }
+  // Sets a new run's initial weights, before the EMA copies them (default: the seeded init).
+  virtual void initialise(UNet& /*model*/) {}
+  // Called before optimiser step `step`; may change the model and its EMA (a new round).
+  virtual void begin_step(int64_t /*step*/, UNet& /*model*/, UNet& /*ema_model*/) {}
+  // The loss of `model` on a batch: x0 [B, C, H, W] in [-1, 1], labels [B] (some already
+  // kNullLabel), t [B] in [0, T) and noise [B, C, H, W] drawn by the trainer. Anything else random
+  // comes from `generator`; null means validation, which must be deterministic.
+  virtual torch::Tensor loss(UNet& model, const torch::Tensor& x0, const torch::Tensor& labels,
+                             const torch::Tensor& t, const torch::Tensor& noise,
+                             at::Generator* generator) = 0;
+  // Steps after which the learning rate's warm-up and decay and the EMA's warm-up start again
+  // (0: one cycle over the whole run).
+  virtual int64_t cycle_steps() const { return 0; }
+  // Adds this objective's own state to a checkpoint, and reads it back on resume.
+  virtual void save(Checkpoint& /*checkpoint*/) const {}
+  virtual void restore(const Checkpoint& /*checkpoint*/, const std::string& /*origin*/) {}
+};
+
+// The diffusion model's own loss: GaussianDiffusion::training_loss (eps, v or EDM).
+class DiffusionObjective : public Objective {
+ public:
+  explicit DiffusionObjective(std::shared_ptr<GaussianDiffusion> diffusion)
+      : diffusion_(std::move(diffusion)) {}
+  torch::Tensor loss(UNet& model, const torch::Tensor& x0, const torch::Tensor& labels,
+                     const torch::Tensor& t, const torch::Tensor& noise,
+                     at::Generator* generator) override;
+
+ private:
+  std::shared_ptr<GaussianDiffusion> diffusion_;
+};
 
 // One line of the run's log.jsonl.
 struct EpochStats {
@@ -43,6 +87,8 @@ struct TrainerOptions {
   std::function<void(const std::string&)> print;  // status lines; null = silent
   // Called after each epoch's checkpoint (e.g. preview grids).
   std::function<void(const EpochStats&)> on_epoch;
+  // What the steps minimise; null = the diffusion loss (DiffusionObjective).
+  std::shared_ptr<Objective> objective;
 };
 
 // What a run did.
@@ -52,9 +98,9 @@ struct TrainResult {
   std::vector<EpochStats> history;
 };
 
-// Trains the U-Net with the epsilon- (or v-) prediction loss, keeps an EMA for sampling, logs each
-// epoch, and checkpoints atomically so that a resumed run continues exactly as an uninterrupted
-// one would.
+// Trains the U-Net on an Objective (the diffusion loss by default), keeps an EMA for sampling, logs
+// each epoch, and checkpoints atomically so that a resumed run continues exactly as an
+// uninterrupted one would.
 class Trainer {
  public:
   Trainer(RunConfig config, TrainerOptions options);
@@ -91,6 +137,7 @@ class Trainer {
   UNet model_{nullptr}, ema_model_{nullptr};
   std::unique_ptr<EMA> ema_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::shared_ptr<Objective> objective_;
   at::Generator generator_;          // t, noise and label masks
   torch::Tensor train_x_, train_y_;  // [N, C, H, W] float in [-1, 1], [N] int64, on the device
   torch::Tensor val_x_, val_y_, val_t_, val_noise_;  // the fixed validation batch
@@ -118,13 +165,14 @@ struct TrainedModel {
   std::shared_ptr<GaussianDiffusion> diffusion;
   nlohmann::json state;  // step, history, ...
   std::filesystem::path path;
+  int64_t student_steps = 0;  // a distilled student's sampling steps; 0 for a trained model
 };
 
 // The data and seeded split a run trains on (its --data, --val-fraction and --split-seed).
 DataOptions data_options_of(const TrainConfig& tc);
 
-// Loads a diffusion checkpoint (a file or a run directory) onto `device`. Use ema=false for the
-// raw (non-averaged) weights.
+// Loads a diffusion checkpoint or a distilled student's (a file or a run directory) onto `device`.
+// Use ema=false for the raw (non-averaged) weights.
 TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device,
                                 bool ema = true);
 
@@ -135,7 +183,9 @@ TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device
 TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
                                  const std::string& dtype = "float32");
 
-// A ModelFn returning predicted noise from a model, whatever it was trained to predict.
-ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion);
+// A ModelFn returning predicted noise from a model, whatever it was trained to predict. A student
+// (config.guidance_input) is given the guidance weight `guidance` on every call; a trained model
+// ignores it (guidance is then classifier_free_guidance's job).
+ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, double guidance = 0);
 
 }  // namespace numeral

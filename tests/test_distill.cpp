@@ -1,0 +1,266 @@
+// Progressive distillation: the trailing grid, the two-step target against a hand computation, a
+// student that starts as its teacher, a tiny run whose loss falls and resumes exactly, a student
+// that samples with one call per step, and students and teachers refused where the other belongs.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "numeral/diffusion/distillation.h"
+#include "numeral/diffusion/samplers.h"
+#include "numeral/generate/generate.h"
+#include "numeral/io/checkpoint.h"
+#include "numeral/train/distill.h"
+#include "numeral/train/trainer.h"
+#include "test_util.h"
+#include "tiny_run.h"
+
+namespace numeral {
+namespace {
+
+using namespace test;
+
+torch::Tensor longs(std::vector<int64_t> values) {
+  return torch::tensor(values, torch::kLong);
+}
+
+TEST(TrailingGrid, MatchesTheSamplerAndNests) {
+  EXPECT_EQ(sampling_timesteps(100, 4, "trailing"), (std::vector<int64_t>{99, 74, 49, 24}));
+  EXPECT_EQ(sampling_timesteps(100, 1, "trailing"), (std::vector<int64_t>{99}));
+  for (const int64_t n : {1, 2, 4, 8, 16, 32, 64}) {
+    const auto ts = sampling_timesteps(100, n, "trailing");
+    const auto k = torch::arange(n + 1, torch::kLong);
+    const auto grid = trailing_grid_point(100, n, k);
+    EXPECT_EQ(grid[0].item<int64_t>(), -1) << n;
+    for (int64_t i = 1; i <= n; ++i) EXPECT_EQ(grid[i].item<int64_t>(), ts[n - i]) << n << " " << i;
+    if (n <= 32) {  // the n-step grid is every other point of the 2n-step grid
+      EXPECT_TRUE(grid.equal(trailing_grid_point(100, 2 * n, 2 * k))) << n;
+    }
+  }
+  SamplerOptions bad;
+  bad.spacing = "uniform";
+  EXPECT_ERROR(bad.validate(100), "spacing uniform: expected linspace or trailing");
+}
+
+// The schedule abar = 0.9, 0.6, 0.3, 0.1 and a teacher that predicts eps = 0.5 x, by hand.
+struct HandSchedule {
+  const double abar[4] = {0.9, 0.6, 0.3, 0.1};
+  NoiseSchedule schedule =
+      NoiseSchedule::from_alphas_cumprod(torch::tensor({0.9, 0.6, 0.3, 0.1}, torch::kDouble));
+  double at(int64_t t) const { return t < 0 ? 1.0 : abar[t]; }
+  // One DDIM step from t to s of the scalar z with eps = e, as in DDIM eq. 12.
+  double step(double z, double e, int64_t t, int64_t s, bool clip) const {
+    double x0 = (z - std::sqrt(1 - at(t)) * e) / std::sqrt(at(t));
+    if (clip) {
+      x0 = std::clamp(x0, -1.0, 1.0);
+      e = (z - std::sqrt(at(t)) * x0) / std::sqrt(1 - at(t));
+    }
+    return std::sqrt(at(s)) * x0 + std::sqrt(1 - at(s)) * e;
+  }
+  double target(double z, int64_t t, int64_t mid, int64_t next, bool clip) const {
+    const double z_mid = step(z, 0.5 * z, t, mid, clip);
+    const double z_next = step(z_mid, 0.5 * z_mid, mid, next, clip);
+    const double ratio = std::sqrt(1 - at(next)) / std::sqrt(1 - at(t));
+    return (z_next - ratio * z) / (std::sqrt(at(next)) - ratio * std::sqrt(at(t)));
+  }
+};
+
+TEST(ProgressiveDistillation, TargetMatchesAHandComputation) {
+  const HandSchedule hand;
+  const Denoiser teacher = [](const torch::Tensor& x, const torch::Tensor&) { return 0.5 * x; };
+  const auto z = torch::tensor({0.8, -0.3}, torch::kDouble).view({2, 1, 1, 1});
+  // Image 0 goes 3 -> 2 -> 1, image 1 goes 1 -> 0 -> clean.
+  const auto t = longs({3, 1}), mid = longs({2, 0}), next = longs({1, -1});
+  for (const bool clip : {false, true}) {
+    const auto got = progressive_distillation_target(hand.schedule, teacher, z, t, mid, next, clip);
+    EXPECT_NEAR(got[0].item<double>(), hand.target(0.8, 3, 2, 1, clip), 1e-12) << clip;
+    EXPECT_NEAR(got[1].item<double>(), hand.target(-0.3, 1, 0, -1, clip), 1e-12) << clip;
+    // The defining property: one DDIM step from t to next with x_0 = target lands where the
+    // teacher's two steps land.
+    const auto abar_t = abar_at(hand.schedule, t);
+    const auto student_eps = (z - abar_t.sqrt() * got) / (1 - abar_t).sqrt();
+    const auto one_step = ddim_step(hand.schedule, z, t, next, student_eps, /*clip_x0=*/false);
+    const auto z_mid = ddim_step(hand.schedule, z, t, mid, 0.5 * z, clip);
+    const auto two_steps = ddim_step(hand.schedule, z_mid, mid, next, 0.5 * z_mid, clip);
+    EXPECT_TRUE(torch::allclose(one_step, two_steps, 1e-12, 1e-12)) << clip;
+  }
+  // The first image's x_0 estimate at t = 3 is (0.8 - sqrt(0.9) 0.4) / sqrt(0.1) = 1.33: clipping
+  // changes the target.
+  EXPECT_GT(std::abs(hand.target(0.8, 3, 2, 1, true) - hand.target(0.8, 3, 2, 1, false)), 0.01);
+}
+
+TEST(ProgressiveDistillation, TruncatedSnrWeightIsMaxOfSnrAndOne) {
+  const HandSchedule hand;
+  const auto w = truncated_snr_weight(hand.schedule, longs({0, 1, 2, 3}));
+  EXPECT_NEAR(w[0].item<double>(), 9.0, 1e-12);  // 0.9 / 0.1
+  EXPECT_NEAR(w[1].item<double>(), 1.5, 1e-12);  // 0.6 / 0.4
+  EXPECT_NEAR(w[2].item<double>(), 1.0, 1e-12);  // 0.3 / 0.7 < 1
+  EXPECT_NEAR(w[3].item<double>(), 1.0, 1e-12);
+}
+
+// A tiny teacher trained once per test process (12 steps on the synthetic digits).
+struct TinyTeacher : TempDir {
+  TinyTeacher() {
+    torch::set_num_threads(1);
+    TrainerOptions o;
+    o.run_dir = path();
+    Trainer(tiny_run(), o).run();
+  }
+};
+
+const fs::path& tiny_teacher() {
+  static const TinyTeacher teacher;
+  return teacher.path();
+}
+
+DistillConfig tiny_distill(int64_t from_steps, int64_t to_steps, int64_t round_steps) {
+  DistillConfig d;
+  d.teacher = tiny_teacher().string();
+  d.from_steps = from_steps;
+  d.to_steps = to_steps;
+  d.round_steps = round_steps;
+  return d;
+}
+
+TrainerOptions student_options(const fs::path& run_dir, const DistillConfig& d,
+                               bool resume = false) {
+  TrainerOptions o;
+  o.run_dir = run_dir;
+  o.resume = resume;
+  o.objective =
+      std::make_shared<ProgressiveDistillation>(d, load_trained_model(d.teacher, torch::kCPU));
+  return o;
+}
+
+TEST(Student, StartsAsTheConditionalTeacherForEveryWeight) {
+  TrainedModel teacher = load_trained_model(tiny_teacher(), torch::kCPU);
+  torch::NoGradGuard no_grad;
+  const DistillConfig d = tiny_distill(8, 4, 4);
+  ProgressiveDistillation objective(d, load_trained_model(tiny_teacher(), torch::kCPU));
+  const RunConfig config = student_config(teacher, d, tiny_run().train);
+  EXPECT_TRUE(config.model.guidance_input);
+  EXPECT_EQ(config.train.max_steps, 4);
+  UNet student(config.model);
+  objective.initialise(student);
+  const auto x = torch::randn({3, 1, 28, 28});
+  const auto t = longs({0, 7, 19}), y = longs({1, kNullLabel, 9});
+  const auto expected = teacher.model->forward(x, t, y);
+  for (const double w : {0.0, 3.0}) {
+    const auto got = student->forward(x, t, y, torch::full({3}, w));
+    EXPECT_TRUE(torch::allclose(got, expected, 1e-6, 1e-6)) << w;
+  }
+  EXPECT_THROW(student->forward(x, t, y), c10::Error);  // "needs the guidance w"
+  EXPECT_THROW(teacher.model->forward(x, t, y, torch::zeros({3})), c10::Error);
+}
+
+TEST(Student, LossFallsOverARound) {
+  torch::set_num_threads(1);
+  const TempDir run;
+  const DistillConfig d = tiny_distill(4, 2, 24);
+  RunConfig c = student_config(load_trained_model(d.teacher, torch::kCPU), d, tiny_run().train);
+  const auto result = Trainer(c, student_options(run.path(), d)).run();
+  ASSERT_EQ(result.history.size(), 6u);
+  EXPECT_LT(result.history.back().train_loss, 0.7 * result.history.front().train_loss);
+  EXPECT_LT(result.history.back().val_loss, result.history.front().val_loss);
+  const TrainedModel student = load_trained_model(run.path(), torch::kCPU);
+  EXPECT_EQ(student.student_steps, 2);
+  EXPECT_TRUE(student.config.distill.has_value());
+}
+
+TEST(Student, ResumeAcrossARoundReproducesTheUninterruptedRun) {
+  torch::set_num_threads(1);
+  const TempDir straight_dir, split_dir;
+  const DistillConfig d = tiny_distill(8, 2, 6);  // 2 rounds of 6 steps; epochs of 4 steps
+  RunConfig c = student_config(load_trained_model(d.teacher, torch::kCPU), d, tiny_run().train);
+  const auto straight = Trainer(c, student_options(straight_dir.path(), d)).run();
+  EXPECT_EQ(straight.steps, 12);
+  RunConfig first_part = c;
+  first_part.train.max_steps = 9;  // inside round 2: its teacher is in the checkpoint
+  Trainer(first_part, student_options(split_dir.path(), d)).run();
+  const Checkpoint partial = load_checkpoint(split_dir.path(), kStudentKind);
+  EXPECT_EQ(partial.state.at("round"), 1);
+  EXPECT_EQ(partial.state.at("student_steps"), 2);
+  EXPECT_TRUE(partial.tensors.count("teacher.out_conv2.weight"));
+  const auto resumed = Trainer(c, student_options(split_dir.path(), d, /*resume=*/true)).run();
+  ASSERT_EQ(resumed.history.size(), straight.history.size());
+  for (size_t i = 0; i < straight.history.size(); ++i) {
+    EXPECT_DOUBLE_EQ(resumed.history[i].train_loss, straight.history[i].train_loss) << i;
+    EXPECT_DOUBLE_EQ(resumed.history[i].val_loss, straight.history[i].val_loss) << i;
+  }
+  const auto a = load_checkpoint(straight_dir.path(), kStudentKind);
+  const auto b = load_checkpoint(split_dir.path(), kStudentKind);
+  EXPECT_TRUE(a.tensors.at("ema.out_conv2.weight").equal(b.tensors.at("ema.out_conv2.weight")));
+}
+
+TEST(Student, SamplesWithOneCallPerStepOnItsTrailingGrid) {
+  torch::set_num_threads(1);
+  const TempDir run;
+  const DistillConfig d = tiny_distill(4, 2, 4);
+  RunConfig c = student_config(load_trained_model(d.teacher, torch::kCPU), d, tiny_run().train);
+  Trainer(c, student_options(run.path(), d)).run();
+  TrainedModel student = load_trained_model(run.path(), torch::kCPU);
+  GenerateOptions requested;
+  requested.guidance = 1.5;
+  const GenerateOptions o = options_for(student, requested);
+  EXPECT_EQ(o.sampler.name, "ddim");
+  EXPECT_EQ(o.sampler.steps, 2);
+  EXPECT_EQ(o.sampler.spacing, "trailing");
+  // One network call of B images per step, with w as the input.
+  const auto labels = longs({3, 4, kNullLabel});
+  const auto x = torch::randn({3, 1, 28, 28});
+  const auto t = longs({19, 19, 19});
+  torch::NoGradGuard no_grad;
+  const auto eps = guided_denoiser(student.model, student.diffusion, labels, o)(x, t);
+  const auto direct = student.diffusion->predict_eps(
+      [&](const torch::Tensor& in, const torch::Tensor& time, const torch::Tensor& y) {
+        return student.model->forward(in, time, y, torch::full({in.size(0)}, 1.5));
+      },
+      x, t, labels);
+  EXPECT_TRUE(torch::allclose(eps, direct, 1e-6, 1e-6));
+  std::vector<int64_t> visited;
+  GenerateOptions counted = o;
+  counted.sampler.on_step = [&](const SamplerStep& s) { visited.push_back(s.t); };
+  const auto images = generate(student.model, student.diffusion, labels, counted);
+  EXPECT_EQ(images.sizes(), (std::vector<int64_t>{3, 1, 28, 28}));
+  EXPECT_EQ(visited, (std::vector<int64_t>{19, 9}));  // trailing grid of 2 steps for T = 20
+  // Anything but its own sampler is refused with what was asked.
+  GenerateOptions other = requested;
+  other.sampler.name = "dpm++2m";
+  EXPECT_ERROR(options_for(student, other),
+               "is a distilled student: it samples only with DDIM at "
+               "its 2 steps (asked for dpm++2m with 20 steps");
+  other.sampler.name = "ddim";
+  other.sampler.steps = 3;
+  EXPECT_ERROR(options_for(student, other), "asked for ddim with 3 steps");
+  // ... and a student is no teacher, nor a teacher's run a student's.
+  EXPECT_ERROR(ProgressiveDistillation(d, load_trained_model(run.path(), torch::kCPU)),
+               "is a distilled student (2 steps); distil from a trained model");
+  TrainerOptions as_teacher;
+  as_teacher.run_dir = run.path();
+  as_teacher.resume = true;
+  EXPECT_ERROR(Trainer(c, as_teacher), "is a student checkpoint, expected a diffusion checkpoint");
+  EXPECT_ERROR(Trainer(tiny_run(), student_options(tiny_teacher(), d, /*resume=*/true)),
+               "is a diffusion checkpoint, expected a student checkpoint");
+}
+
+TEST(DistillConfig, RejectsBadValues) {
+  auto with = [](auto change) {
+    DistillConfig d;
+    d.teacher = "t";
+    change(d);
+    return d;
+  };
+  EXPECT_ERROR(with([](DistillConfig& d) { d.from_steps = 48; }).validate(100),
+               "expected a power of two");
+  EXPECT_ERROR(with([](DistillConfig& d) { d.from_steps = 128; }).validate(100), "at most T = 100");
+  EXPECT_ERROR(with([](DistillConfig& d) { d.to_steps = 0; }).validate(100), "--to-steps 0");
+  EXPECT_ERROR(with([](DistillConfig& d) { d.w_min = 3; }).validate(100),
+               "expected 0 <= w-min <= w-max");
+  EXPECT_ERROR(with([](DistillConfig& d) { d.round_steps = 0; }).validate(100), "--round-steps 0");
+  EXPECT_EQ(with([](DistillConfig&) {}).rounds(), 4);
+  EXPECT_EQ(with([](DistillConfig&) {}).student_steps(3), 4);
+}
+
+}  // namespace
+}  // namespace numeral
