@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   for (auto& [order, setup] : commands) setup(app);
   numeral::cli::refuse_negative_unsigned(app);
   try {
+    numeral::configure_allocator();  // before the first network call
     numeral::cli::check_arguments(app, argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

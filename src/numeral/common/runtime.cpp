@@ -2,8 +2,10 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <malloc.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -66,6 +68,20 @@ torch::Device select_device(const std::string& name) {
 
 int cpu_count() {
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+bool configure_allocator() {
+  const char* choice = std::getenv("NUMERAL_MALLOC");
+  if (choice && std::string(choice) == "system") return false;
+  NUMERAL_CHECK(!choice || std::string(choice) == "keep" || std::string(choice).empty(),
+                "NUMERAL_MALLOC={}: expected keep (the default) or system", choice);
+  // Allocations below 32 MiB (glibc's largest threshold on 64-bit machines; a batch of 64
+  // activations of the default model is 13 MB) come from the heap rather than a fresh mmap each,
+  // and freed heap is not trimmed back below 1 GiB.
+  constexpr int kMmapThreshold = 32 << 20;
+  constexpr int kTrimThreshold = 1 << 30;
+  return mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1 &&
+         mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1;
 }
 
 int configure_threads(int threads) {

@@ -17,6 +17,14 @@ int cpu_count();
 // than CPUs only make the threads wait for each other, so they are refused.
 int configure_threads(int threads);
 
+// Makes glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
+// LibTorch frees every activation after each network call; with glibc's defaults each large
+// buffer is a fresh mmap, so each call pays page faults and zeroing: 100 digits (DDIM 25, shipped
+// model, one thread) took 58 s of CPU, 24 s of it in the kernel, against 18 s (5 s) with this
+// (BENCHMARKS.md, "Allocator"). Call once at start-up; `NUMERAL_MALLOC=system` leaves glibc as it
+// is (for comparisons). Returns whether it changed anything.
+bool configure_allocator();
+
 // What `numeral info` prints about the runtime.
 struct RuntimeInfo {
   std::string numeral_version;

@@ -33,10 +33,6 @@ struct GenerateOptions {
   int64_t resolved_forward_batch(const torch::Device& device) const;
 };
 
-// The network call size auto-selected on a CPU. On a 2-core AVX2 machine, 250 digits with DDIM 25
-// and w = 2 took 74 s in calls of 16 against 103 s in one call of 500 (default widths; 87 s in
-// calls of 8), and 27 s against 34 s (widths 32,32,64; 23 s in calls of 8). 16 serves both.
-constexpr int64_t kCpuForwardBatch = 16;
 
 // The model as generate() calls it: predicted noise, options.resolved_forward_batch images per
 // call. The images do not depend on the call size beyond float rounding.

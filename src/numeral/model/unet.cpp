@@ -114,6 +114,37 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
   return h;
 }
 
+int64_t forward_flops(const UNetConfig& config) {
+  const auto& c = config.channels;
+  const auto levels = static_cast<int64_t>(c.size());
+  const int64_t s = config.image_size, ci = config.image_channels;
+  // A ResBlock from a to b channels at a side of n pixels: two 3x3 convolutions and a 1x1
+  // shortcut when the width changes.
+  auto res_block = [](int64_t a, int64_t b, int64_t n) {
+    return 2 * 9 * n * n * (a * b + b * b) + (a != b ? 2 * n * n * a * b : 0);
+  };
+  auto embeddings = [&](int64_t width) {
+    const int64_t d = config.time_embed_dim, e = config.class_embed_dim;
+    const int64_t time = 2 * (d * d + d * width);
+    return time * (config.guidance_input ? 2 : 1) + 2 * (config.num_classes * e + e * width);
+  };
+  int64_t f = res_block(ci, c[0], s);
+  for (int64_t i = 0; i + 1 < levels; ++i) f += res_block(c[i], c[i + 1], s >> i);
+  const int64_t bottom = s >> (levels - 1), width = c.back();
+  f += res_block(width, width, bottom) + embeddings(width);
+  if (config.attention) {  // projections (4 C^2 per token) and two n x n x C products
+    const int64_t tokens = bottom * bottom;
+    f += 2 * (4 * width * width * tokens + 2 * tokens * tokens * width);
+  }
+  for (int64_t i = levels - 2; i >= 0; --i) {
+    const int64_t n = s >> i, half = s >> (i + 1);
+    f += 2 * 4 * half * half * c[i + 1] * c[i + 1];  // 2x2 stride-2 transposed convolution
+    f += res_block(2 * c[i + 1], c[i], n) + embeddings(c[i]);
+  }
+  f += 2 * 9 * s * s * (2 * c[0] * c[0] + c[0] * ci);  // output convolutions
+  return f;
+}
+
 int64_t parameter_count(const nn::Module& module) {
   int64_t n = 0;
   for (const auto& p : module.parameters()) n += p.numel();

@@ -52,6 +52,12 @@ TORCH_MODULE(UNet);
 // the weights in use (0 to a few) span a range of phases like the timesteps' 0 to T.
 constexpr double kGuidanceFeatureScale = 100.0;
 
+// Floating-point operations of one forward pass per image, counted from the config: 2 per
+// multiply-add in the convolutions, transposed convolutions, linear layers and attention products
+// (norms, activations, pooling and additions, a few percent, are left out). A training step costs
+// about 3 times this (forward, and backward for inputs and weights).
+int64_t forward_flops(const UNetConfig& config);
+
 // Number of trainable parameters.
 int64_t parameter_count(const torch::nn::Module& module);
 

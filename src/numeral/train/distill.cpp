@@ -101,10 +101,12 @@ torch::Tensor ProgressiveDistillation::teacher_eps(const torch::Tensor& x, const
         },
         x, t, labels);
   }
-  // Classifier-free guidance with a weight per image, both halves in one call.
+  // Classifier-free guidance with a weight per image, both halves in one call (in calls of
+  // kCpuForwardBatch on a CPU, whose cache a larger call overflows).
+  const int64_t chunk = x.device().is_cpu() ? kCpuForwardBatch : 0;
   const auto both = torch::cat({labels, torch::full_like(labels, kNullLabel)});
-  const auto out =
-      eps_model(original_.model, original_.diffusion)(torch::cat({x, x}), torch::cat({t, t}), both);
+  const auto out = in_chunks(eps_model(original_.model, original_.diffusion), chunk)(
+      torch::cat({x, x}), torch::cat({t, t}), both);
   const auto halves = out.chunk(2, /*dim=*/0);
   return guided_eps(halves[0], halves[1], w.view({-1, 1, 1, 1}));
 }

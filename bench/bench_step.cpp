@@ -1,0 +1,182 @@
+// The training and sampling steps of the shipped model, the default-size model and the distilled
+// student, against this machine's own fp32 GEMM rate. Prints one JSON object per line (the PyTorch
+// reference, bench/reference.py, prints the same rows; bench/run.sh puts both in one table):
+//   ./build/bench_step [--threads N] [--seconds S] [--teacher FILE] [--student FILE]
+//   ./build/bench_step --dump FILE   (inputs and outputs of the shipped model, for reference.py)
+#include <fmt/core.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "numeral/common/runtime.h"
+#include "numeral/generate/generate.h"
+#include "numeral/io/safetensors.h"
+#include "numeral/model/unet.h"
+#include "numeral/train/trainer.h"
+
+namespace numeral {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Seconds per call of `fn`: repeated for at least `seconds` after two warm-up calls.
+double seconds_per_call(const std::function<void()>& fn, double seconds) {
+  fn();
+  fn();
+  int64_t calls = 0;
+  const auto start = Clock::now();
+  double elapsed = 0;
+  while (elapsed < seconds || calls < 3) {
+    fn();
+    ++calls;
+    elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  return elapsed / static_cast<double>(calls);
+}
+
+// The best fp32 matrix-multiply rate over square sizes 512 to 2048, in FLOP/s.
+double gemm_rate(double seconds) {
+  double best = 0;
+  for (const int64_t n : {512, 1024, 2048}) {
+    const auto a = torch::randn({n, n}), b = torch::randn({n, n});
+    auto c = torch::empty({n, n});
+    const double s = seconds_per_call([&] { torch::mm_out(c, a, b); }, seconds / 3);
+    best = std::max(best, 2.0 * static_cast<double>(n * n * n) / s);
+  }
+  return best;
+}
+
+torch::Tensor guidance_for(const UNet& model, int64_t batch) {
+  return model->config().guidance_input ? torch::full({batch}, 0.25) : torch::Tensor();
+}
+
+// Inputs of a network call: batch images at mid-noise, labels half conditional and half null (as
+// guidance lays a call out).
+struct CallInputs {
+  torch::Tensor x, t, labels;
+  explicit CallInputs(const UNetConfig& c, int64_t batch) {
+    x = torch::randn({batch, c.image_channels, c.image_size, c.image_size});
+    t = torch::full({batch}, 50, torch::kLong);
+    labels = torch::cat({torch::randint(0, c.num_classes, {batch - batch / 2}, torch::kLong),
+                         torch::full({batch / 2}, kNullLabel, torch::kLong)});
+  }
+};
+
+nlohmann::json row(const std::string& model, const std::string& step, const UNet& net,
+                   int64_t batch, double seconds, double flops_per_image, double gemm) {
+  const double images_per_s = static_cast<double>(batch) / seconds;
+  return {{"impl", "numeral"},
+          {"model", model},
+          {"step", step},
+          {"batch", batch},
+          {"params", parameter_count(*net)},
+          {"gflop_per_image", flops_per_image / 1e9},
+          {"ms_per_step", seconds * 1e3},
+          {"images_per_s", images_per_s},
+          {"gemm_fraction", images_per_s * flops_per_image / gemm}};
+}
+
+void bench_model(const std::string& name, UNet model, double seconds, double gemm) {
+  const auto& c = model->config();
+  const double flops = static_cast<double>(forward_flops(c));
+  {  // training step: forward, MSE, backward, AdamW
+    const int64_t batch = 64;
+    model->train();
+    torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-4));
+    const CallInputs in(c, batch);
+    const auto target = torch::randn_like(in.x);
+    const auto w = guidance_for(model, batch);
+    const double s = seconds_per_call(
+        [&] {
+          optimizer.zero_grad();
+          auto loss = torch::mse_loss(model->forward(in.x, in.t, in.labels, w), target);
+          loss.backward();
+          optimizer.step();
+        },
+        seconds);
+    fmt::print("{}\n", row(name, "train", model, batch, s, 3 * flops, gemm).dump());
+  }
+  model->eval();
+  torch::NoGradGuard no_grad;
+  for (const int64_t batch : {kCpuForwardBatch, int64_t{64}}) {  // sampling: one network call
+    const CallInputs in(c, batch);
+    const auto w = guidance_for(model, batch);
+    const double s =
+        seconds_per_call([&] { model->forward(in.x, in.t, in.labels, w); }, seconds);
+    fmt::print("{}\n", row(name, "sample", model, batch, s, flops, gemm).dump());
+  }
+  std::fflush(stdout);
+}
+
+// The shipped model's output on fixed inputs, for bench/reference.py --check.
+void dump(const std::string& teacher, const std::string& student, const std::string& path) {
+  TensorFile file;
+  for (const auto& [prefix, checkpoint] :
+       std::vector<std::pair<std::string, std::string>>{{"teacher", teacher}, {"student", student}}) {
+    if (checkpoint.empty()) continue;
+    const TrainedModel m = load_trained_model(checkpoint, torch::kCPU);
+    torch::manual_seed(0);
+    const CallInputs in(m.config.model, 8);
+    const auto t = torch::tensor({0, 10, 25, 50, 60, 75, 90, 99}, torch::kLong);
+    const auto w = m.config.model.guidance_input ? torch::linspace(0, 2, 8) : torch::Tensor();
+    torch::NoGradGuard no_grad;
+    UNet net = m.model;
+    file.tensors[prefix + ".x"] = in.x;
+    file.tensors[prefix + ".t"] = t;
+    file.tensors[prefix + ".labels"] = in.labels;
+    if (w.defined()) file.tensors[prefix + ".w"] = w;
+    file.tensors[prefix + ".out"] = net->forward(in.x, t, in.labels, w);
+  }
+  save_safetensors(path, file);
+}
+
+int run(int argc, char** argv) {
+  int threads = 0;
+  double seconds = 3;
+  std::string teacher = "models/mnist.safetensors", student, dump_path;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--threads") threads = std::stoi(value);
+    else if (flag == "--seconds") seconds = std::stod(value);
+    else if (flag == "--teacher") teacher = value;
+    else if (flag == "--student") student = value;
+    else if (flag == "--dump") dump_path = value;
+    else throw std::runtime_error("bench_step: unknown flag " + flag);
+  }
+  const int used = configure_threads(threads);
+  const bool kept = configure_allocator();
+  if (!dump_path.empty()) {
+    dump(teacher, student, dump_path);
+    return 0;
+  }
+  torch::manual_seed(0);
+  const double gemm = gemm_rate(seconds);
+  fmt::print("{}\n", nlohmann::json{{"impl", "numeral"},
+                                    {"gemm_gflops", gemm / 1e9},
+                                    {"threads", used},
+                                    {"malloc", kept ? "keep" : "system"},
+                                    {"torch", fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR,
+                                                          TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)}}
+                         .dump());
+  bench_model("shipped (32,32,64)", load_trained_model(teacher, torch::kCPU).model, seconds, gemm);
+  bench_model("default (64,64,128)", UNet(UNetConfig{}), seconds, gemm);
+  if (!student.empty()) {
+    bench_model("student (32,32,64)", load_trained_model(student, torch::kCPU).model, seconds, gemm);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace numeral
+
+int main(int argc, char** argv) {
+  try {
+    return numeral::run(argc, argv);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench_step: {}\n", e.what());
+    return 1;
+  }
+}
