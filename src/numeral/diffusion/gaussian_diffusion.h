@@ -17,10 +17,13 @@ namespace numeral {
 using ModelFn = std::function<torch::Tensor(const torch::Tensor& x_t, const torch::Tensor& t,
                                             const torch::Tensor& labels)>;
 
-// The network call size auto-selected on a CPU. On a 2-core AVX2 machine, 250 digits with DDIM 25
-// and w = 2 took 74 s in calls of 16 against 103 s in one call of 500 (default widths; 87 s in
-// calls of 8), and 27 s against 34 s (widths 32,32,64; 23 s in calls of 8). 16 serves both.
-constexpr int64_t kCpuForwardBatch = 16;
+// The network call size auto-selected on a CPU. Small calls once won (calls of 16 against one of
+// 500: 74 s against 103 s) only because glibc mapped and unmapped every large activation; with
+// configure_allocator() keeping freed memory, 10,000 digits from the 4-step student took 55.3 s in
+// calls of 256 against 75.3 s in calls of 16 and 70.3 s in calls of 64 (2-core AVX2 machine,
+// idle; BENCHMARKS.md). 256 images of the default widths are 26 MB of activations per layer,
+// under the 32 MiB that glibc still maps afresh.
+constexpr int64_t kCpuForwardBatch = 256;
 
 // `model` called on at most `max_batch` images at a time, the outputs concatenated: the same
 // function up to float rounding, whose activations stay in a CPU's cache (see kCpuForwardBatch).

@@ -33,7 +33,6 @@ struct GenerateOptions {
   int64_t resolved_forward_batch(const torch::Device& device) const;
 };
 
-
 // The model as generate() calls it: predicted noise, options.resolved_forward_batch images per
 // call. The images do not depend on the call size beyond float rounding.
 ModelFn sampling_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,

@@ -101,8 +101,8 @@ torch::Tensor ProgressiveDistillation::teacher_eps(const torch::Tensor& x, const
         },
         x, t, labels);
   }
-  // Classifier-free guidance with a weight per image, both halves in one call (in calls of
-  // kCpuForwardBatch on a CPU, whose cache a larger call overflows).
+  // Classifier-free guidance with a weight per image, both halves in one call (in calls of at most
+  // kCpuForwardBatch on a CPU).
   const int64_t chunk = x.device().is_cpu() ? kCpuForwardBatch : 0;
   const auto both = torch::cat({labels, torch::full_like(labels, kNullLabel)});
   const auto out = in_chunks(eps_model(original_.model, original_.diffusion), chunk)(
