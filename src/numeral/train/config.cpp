@@ -32,27 +32,30 @@ void TrainConfig::validate() const {
   NUMERAL_CHECK(preview_every >= 0, "--preview-every {}: expected >= 0", preview_every);
 }
 
-#define NUMERAL_TRAIN_FIELDS(X)                                                                \
-  X(data)                                                                                      \
-  X(val_fraction)                                                                              \
-  X(split_seed)                                                                                \
-  X(limit) X(per_class) X(val_samples) X(epochs) X(max_steps) X(batch_size) X(optimizer) X(lr) \
-      X(lr_min) X(lr_schedule) X(warmup_steps) X(weight_decay) X(grad_clip) X(ema_decay)       \
-          X(cond_drop_prob) X(seed) X(checkpoint_every) X(preview_every) X(bf16)
+#define NUMERAL_TRAIN_FIELDS(X)                                                                  \
+  X(data)                                                                                        \
+  X(val_fraction)                                                                                \
+  X(split_seed)                                                                                  \
+  X(limit)                                                                                       \
+  X(per_class) X(val_samples) X(epochs) X(max_steps) X(batch_size) X(optimizer) X(lr) X(lr_min)  \
+      X(lr_schedule) X(warmup_steps) X(weight_decay) X(grad_clip) X(ema_decay) X(cond_drop_prob) \
+          X(seed) X(checkpoint_every) X(preview_every) X(bf16)
 
-void to_json(nlohmann::json& j, const TrainConfig& c) {
-  j = nlohmann::json::object();
+// to_json and from_json for a config struct from its field list: every field by its own name, a
+// field missing from the JSON keeps its default.
 #define NUMERAL_TO_JSON(field) j[#field] = c.field;
-  NUMERAL_TRAIN_FIELDS(NUMERAL_TO_JSON)
-#undef NUMERAL_TO_JSON
-}
-
-void from_json(const nlohmann::json& j, TrainConfig& c) {
-  const TrainConfig d;
 #define NUMERAL_FROM_JSON(field) c.field = j.value(#field, d.field);
-  NUMERAL_TRAIN_FIELDS(NUMERAL_FROM_JSON)
-#undef NUMERAL_FROM_JSON
-}
+#define NUMERAL_CONFIG_JSON(Type, FIELDS)            \
+  void to_json(nlohmann::json& j, const Type& c) {   \
+    j = nlohmann::json::object();                    \
+    FIELDS(NUMERAL_TO_JSON)                          \
+  }                                                  \
+  void from_json(const nlohmann::json& j, Type& c) { \
+    const Type d;                                    \
+    FIELDS(NUMERAL_FROM_JSON)                        \
+  }
+
+NUMERAL_CONFIG_JSON(TrainConfig, NUMERAL_TRAIN_FIELDS)
 
 void DistillConfig::validate(int64_t T) const {
   NUMERAL_CHECK(!teacher.empty(), "distill: --teacher is required");
@@ -83,19 +86,7 @@ int64_t DistillConfig::student_steps(int64_t round) const {
 #define NUMERAL_DISTILL_FIELDS(X) \
   X(teacher) X(from_steps) X(to_steps) X(round_steps) X(w_min) X(w_max)
 
-void to_json(nlohmann::json& j, const DistillConfig& c) {
-  j = nlohmann::json::object();
-#define NUMERAL_TO_JSON(field) j[#field] = c.field;
-  NUMERAL_DISTILL_FIELDS(NUMERAL_TO_JSON)
-#undef NUMERAL_TO_JSON
-}
-
-void from_json(const nlohmann::json& j, DistillConfig& c) {
-  const DistillConfig d;
-#define NUMERAL_FROM_JSON(field) c.field = j.value(#field, d.field);
-  NUMERAL_DISTILL_FIELDS(NUMERAL_FROM_JSON)
-#undef NUMERAL_FROM_JSON
-}
+NUMERAL_CONFIG_JSON(DistillConfig, NUMERAL_DISTILL_FIELDS)
 
 void to_json(nlohmann::json& j, const RunConfig& c) {
   j = nlohmann::json{{"model", c.model}, {"diffusion", c.diffusion}, {"train", c.train}};
