@@ -13,6 +13,7 @@
 
 #include "numeral/common/fs.h"
 #include "numeral/common/lock.h"
+#include "numeral/common/runtime.h"
 #include "numeral/common/signals.h"
 #include "test_util.h"
 
@@ -196,6 +197,16 @@ TEST(RunDirLock, ASecondWriterIsRefusedWithTheHoldersPid) {
   EXPECT_ERROR(RunDirLock refused(dir / "run"), fmt::format("PID {}", holder.pid()));
   holder.kill(SIGKILL);
   const RunDirLock taken(dir / "run");
+}
+
+TEST(Allocator, KeepsMemoryUnlessToldSystemAndRefusesOtherValues) {
+  ::setenv("NUMERAL_MALLOC", "system", 1);
+  EXPECT_FALSE(configure_allocator());
+  ::setenv("NUMERAL_MALLOC", "jemalloc", 1);
+  EXPECT_ERROR(configure_allocator(),
+               "NUMERAL_MALLOC=jemalloc: expected keep (the default) or system");
+  ::unsetenv("NUMERAL_MALLOC");
+  EXPECT_TRUE(configure_allocator());
 }
 
 TEST(Signals, InsideAScopeTheFirstSignalIsRecordedAndPolled) {

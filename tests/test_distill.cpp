@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 
 #include "numeral/diffusion/distillation.h"
@@ -242,6 +243,62 @@ TEST(Student, SamplesWithOneCallPerStepOnItsTrailingGrid) {
   EXPECT_ERROR(Trainer(c, as_teacher), "is a student checkpoint, expected a diffusion checkpoint");
   EXPECT_ERROR(Trainer(tiny_run(), student_options(tiny_teacher(), d, /*resume=*/true)),
                "is a diffusion checkpoint, expected a student checkpoint");
+}
+
+// --- `numeral distill` through the CLI
+// ------------------------------------------------------------
+
+std::string distill_args(const fs::path& run, const std::string& extra = "") {
+  return fmt::format(
+      "distill --teacher '{}' --run-dir '{}' --from-steps 4 --to-steps 2 --round-steps 100000 "
+      "--batch-size 16 --val-samples 16 --threads 1{}",
+      tiny_teacher().string(), run.string(), extra);
+}
+
+TEST(DistillCli, SigtermCheckpointsAndTheResumedStudentSamples) {
+  SKIP_WITHOUT_CLI();
+  const TempDir scratch;
+  const fs::path run = scratch / "student";
+  CliProcess distilling(distill_args(run), scratch.path());
+  ASSERT_TRUE(distilling.wait_for_output("epoch   1 ")) << distilling.out();
+  distilling.send(SIGTERM);
+  const CliResult stopped = distilling.wait();
+  EXPECT_EQ(stopped.rc, 143) << stopped.err;
+  EXPECT_EQ(stopped.err_lines(), 1) << stopped.err;
+  EXPECT_TRUE(contains(stopped.out, "numeral distill --run-dir")) << stopped.out;
+  const int64_t step = load_checkpoint(run, kStudentKind).state.at("step");
+  EXPECT_GE(step, 4);
+  // A resumed distillation takes no config flags; a student takes no teacher's commands.
+  const std::string resume =
+      fmt::format("distill --run-dir '{}' --resume --threads 1", run.string());
+  const CliResult changed = run_cli(resume + " --lr 0.1");
+  EXPECT_EQ(changed.rc, 1);
+  EXPECT_TRUE(contains(changed.err,
+                       "--resume continues the distillation as it was configured: "
+                       "drop --lr"))
+      << changed.err;
+  const CliResult data = run_cli(distill_args(scratch / "other", " --data mnist"));
+  EXPECT_TRUE(contains(data.err, "--data: a student trains on its teacher's data")) << data.err;
+  const CliResult as_teacher = run_cli(
+      fmt::format("distill --teacher '{}' --run-dir '{}' --from-steps 4 --to-steps 2 --threads 1",
+                  run.string(), (scratch / "other").string()));
+  EXPECT_TRUE(contains(as_teacher.err, "is a distilled student (2 steps); distil from a trained"))
+      << as_teacher.err;
+  const CliResult train_resume =
+      run_cli(fmt::format("train --run-dir '{}' --resume --threads 1", run.string()));
+  EXPECT_TRUE(
+      contains(train_resume.err, "is a student checkpoint, expected a diffusion checkpoint"))
+      << train_resume.err;
+  // The student samples with its own 2 steps by default, and refuses another sampler.
+  const CliResult sampled =
+      run_cli(fmt::format("sample --checkpoint '{}' --per-digit 2 --w 1 --grid '{}' --threads 1",
+                          run.string(), (scratch / "grid.png").string()));
+  ASSERT_EQ(sampled.rc, 0) << sampled.err;
+  EXPECT_TRUE(contains(sampled.out, "sampler ddim, 2 steps")) << sampled.out;
+  const CliResult other =
+      run_cli(fmt::format("sample --checkpoint '{}' --sampler dpm++2m --threads 1", run.string()));
+  EXPECT_EQ(other.err_lines(), 1) << other.err;
+  EXPECT_TRUE(contains(other.err, "it samples only with DDIM at its 2 steps")) << other.err;
 }
 
 TEST(DistillConfig, RejectsBadValues) {

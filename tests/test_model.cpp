@@ -138,7 +138,8 @@ TEST(UNet, ForwardFlopsMatchAHandCount) {
   const int64_t embed = 2 * (2 * (4 * 4 + 4 * 8) + 2 * (3 * 2 + 2 * 8));  // two injections
   EXPECT_EQ(forward_flops(tiny), input + down + bottleneck + up + out + embed);
   tiny.guidance_input = true;
-  EXPECT_EQ(forward_flops(tiny), input + down + bottleneck + up + out + embed + 2 * 2 * (4 * 4 + 4 * 8));
+  EXPECT_EQ(forward_flops(tiny),
+            input + down + bottleneck + up + out + embed + 2 * 2 * (4 * 4 + 4 * 8));
 }
 
 TEST(UNetConfig, RejectsImpossibleShapes) {
