@@ -32,14 +32,13 @@ void TrainConfig::validate() const {
   NUMERAL_CHECK(preview_every >= 0, "--preview-every {}: expected >= 0", preview_every);
 }
 
-#define NUMERAL_TRAIN_FIELDS(X)                                                                  \
-  X(data)                                                                                        \
-  X(val_fraction)                                                                                \
-  X(split_seed)                                                                                  \
-  X(limit)                                                                                       \
-  X(per_class) X(val_samples) X(epochs) X(max_steps) X(batch_size) X(optimizer) X(lr) X(lr_min)  \
-      X(lr_schedule) X(warmup_steps) X(weight_decay) X(grad_clip) X(ema_decay) X(cond_drop_prob) \
-          X(seed) X(checkpoint_every) X(preview_every) X(bf16)
+// clang-format off
+#define NUMERAL_TRAIN_FIELDS(X)                                                      \
+  X(data) X(val_fraction) X(split_seed) X(limit) X(per_class) X(val_samples)         \
+  X(epochs) X(max_steps) X(batch_size) X(optimizer) X(lr) X(lr_min) X(lr_schedule)   \
+  X(warmup_steps) X(weight_decay) X(grad_clip) X(ema_decay) X(cond_drop_prob)        \
+  X(seed) X(checkpoint_every) X(preview_every) X(bf16)
+// clang-format on
 
 // to_json and from_json for a config struct from its field list: every field by its own name, a
 // field missing from the JSON keeps its default.
