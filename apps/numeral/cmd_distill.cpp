@@ -12,6 +12,7 @@
 #include "numeral/io/checkpoint.h"
 #include "numeral/train/distill.h"
 #include "options.h"
+#include "training.h"
 
 namespace numeral::cli {
 namespace {
@@ -71,24 +72,14 @@ void run(DistillCommand& cmd, CLI::App& app) {
   std::fflush(stdout);
 
   InterruptScope interrupts;  // SIGINT, SIGTERM: checkpoint at the next step, then stop
-  TrainerOptions options;
-  options.run_dir = cmd.run_dir;
-  options.device = device;
-  options.resume = cmd.resume;
-  options.print = [](const std::string& line) { fmt::print("{}\n", line), std::fflush(stdout); };
+  TrainerOptions options = trainer_options(cmd.run_dir, device, cmd.resume);
   auto objective = std::make_shared<ProgressiveDistillation>(distill, std::move(teacher));
   options.objective = objective;
   Trainer trainer(config, options);
-  trainer.set_stop_flag(&interrupts.flag());
-  const TrainResult result = trainer.run();
-  if (result.interrupted) {
-    fmt::print(
-        "stopped at step {} (round {}); checkpoint saved. Continue with: numeral distill "
-        "--run-dir {} --resume\n",
-        result.steps, objective->round() + 1, cmd.run_dir);
-    throw Interrupted(interrupts.signal(),
-                      fmt::format("checkpoint of step {} saved in {}", result.steps, cmd.run_dir));
-  }
+  const TrainResult result =
+      run_trainer(trainer, interrupts, cmd.run_dir, "distill", [&](const TrainResult& r) {
+        return fmt::format("step {} (round {})", r.steps, objective->round() + 1);
+      });
   fmt::print("done: {} steps; a {}-step student in {}/checkpoint.safetensors\n", result.steps,
              objective->student_steps(), cmd.run_dir);
 }

@@ -17,6 +17,7 @@
 #include "numeral/io/checkpoint.h"
 #include "numeral/train/trainer.h"
 #include "options.h"
+#include "training.h"
 
 namespace numeral::cli {
 namespace {
@@ -105,11 +106,7 @@ void run(TrainCommand& cmd, CLI::App& app) {
   if (!changes.empty()) fmt::print("  resumed with {}\n", fmt::join(changes, ", "));
 
   InterruptScope interrupts;  // SIGINT, SIGTERM: checkpoint at the next step, then stop
-  TrainerOptions options;
-  options.run_dir = cmd.run_dir;
-  options.device = device;
-  options.resume = cmd.resume;
-  options.print = [](const std::string& line) { fmt::print("{}\n", line), std::fflush(stdout); };
+  const TrainerOptions options = trainer_options(cmd.run_dir, device, cmd.resume);
   Trainer trainer(config, options);
   fmt::print("  data:      {} ({}); {} train, {} held out ({})\n", trainer.data().name,
              trainer.data().source, trainer.data().train.size(), trainer.data().val.size(),
@@ -125,16 +122,9 @@ void run(TrainCommand& cmd, CLI::App& app) {
       }
     });
   }
-  trainer.set_stop_flag(&interrupts.flag());
-  const TrainResult result = trainer.run();
-  if (result.interrupted) {
-    fmt::print(
-        "stopped at step {}; checkpoint saved. Continue with: numeral train --run-dir {} "
-        "--resume\n",
-        result.steps, cmd.run_dir);
-    throw Interrupted(interrupts.signal(),
-                      fmt::format("checkpoint of step {} saved in {}", result.steps, cmd.run_dir));
-  }
+  const TrainResult result =
+      run_trainer(trainer, interrupts, cmd.run_dir, "train",
+                  [](const TrainResult& r) { return fmt::format("step {}", r.steps); });
   fmt::print("done: {} steps; checkpoint {}/checkpoint.safetensors, log {}/log.jsonl\n",
              result.steps, cmd.run_dir, cmd.run_dir);
 }
