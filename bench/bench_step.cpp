@@ -12,7 +12,7 @@
 #include <string>
 
 #include "numeral/common/runtime.h"
-#include "numeral/generate/generate.h"
+#include "numeral/inference/generate.h"
 #include "numeral/io/safetensors.h"
 #include "numeral/model/unet.h"
 #include "numeral/train/trainer.h"

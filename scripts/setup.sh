@@ -10,7 +10,7 @@ packages=(
   libtorch-dev libopenblas0-pthread                  # LibTorch 1.13 (CPU) and a fast BLAS for it
   libcli11-dev nlohmann-json3-dev libfmt-dev         # CLI, JSON, formatting
   libstb-dev libgif-dev zlib1g-dev                   # PNG, GIF, gzip
-  libcpp-httplib-dev libssl-dev                      # MNIST download
+  libcpp-httplib-dev libssl-dev                      # MNIST download, numeral serve
   libgtest-dev libbenchmark-dev                      # tests and benchmarks
   dataset-fashion-mnist                              # Fashion-MNIST (IDX files)
 )

@@ -52,12 +52,12 @@ TEST(Cli, AnOptionGivenTwiceIsRefused) {
 TEST(Cli, RangesArePrintedAsIntegers) {
   SKIP_WITHOUT_CLI();
   expect_usage_error("sample --checkpoint x --per-digit 0",
-                     {"--per-digit: expected an integer of at least 1, got 0"});
+                     {"--per-class: expected at least 1, got 0"});
   expect_usage_error("sample --checkpoint x --scale 17",
                      {"--scale: expected an integer from 1 to 16, got 17"});
   expect_usage_error("sweep --checkpoint x --per-digit 33", {"from 1 to 32, got 33"});
   expect_usage_error("sample --checkpoint x --forward-batch -1",
-                     {"--forward-batch: expected an integer of at least 0, got -1"});
+                     {"--forward-batch: expected at least 0, got -1"});
 }
 
 TEST(Cli, NegativeValuesOfUnsignedOptionsAreRefused) {

@@ -10,13 +10,14 @@
 #include "numeral/diffusion/learned_schedule.h"
 #include "numeral/diffusion/samplers.h"
 #include "numeral/diffusion/schedule.h"
+#include "test_util.h"
 
 namespace numeral {
 namespace {
 
 DiffusionConfig config_with(const std::string& schedule, int64_t T = 100) {
   DiffusionConfig c;
-  c.schedule = schedule;
+  c.schedule = parse_enum<Schedule>(schedule, "schedule");
   c.timesteps = T;
   return c;
 }
@@ -87,7 +88,7 @@ INSTANTIATE_TEST_SUITE_P(Schedules, EverySchedule,
 TEST(Schedule, ZeroTerminalSnr) {
   DiffusionConfig c = config_with("linear-textbook");
   c.zero_terminal_snr = true;
-  c.prediction = "v";
+  c.prediction = Prediction::v;
   const auto plain = NoiseSchedule::from_config(config_with("linear-textbook"));
   const auto s = NoiseSchedule::from_config(c);
   EXPECT_EQ(s.alphas_cumprod[-1].item<double>(), 0.0);
@@ -102,15 +103,12 @@ TEST(DiffusionConfig, RejectsBadValues) {
   DiffusionConfig c;
   c.timesteps = 1;
   EXPECT_THROW(c.validate(), Error);
-  c = DiffusionConfig{};
-  c.schedule = "quadratic";
-  EXPECT_THROW(c.validate(), Error);
+  EXPECT_ERROR(parse_enum<Schedule>("quadratic", "schedule"),
+               "schedule quadratic: expected cosine, linear, linear-textbook or learned");
   c = DiffusionConfig{};
   c.zero_terminal_snr = true;  // with eps prediction: x_0 unrecoverable at T
   EXPECT_THROW(c.validate(), Error);
-  c = DiffusionConfig{};
-  c.prediction = "x0";
-  EXPECT_THROW(c.validate(), Error);
+  EXPECT_ERROR(parse_enum<Prediction>("x0", "prediction"), "prediction x0: expected eps, v or edm");
 }
 
 TEST(GaussianDiffusion, QSampleStatistics) {
@@ -173,7 +171,7 @@ TEST(Edm, PreconditioningFollowsKarrasTable1) {
   // hand, against the VP-form ones numeral uses.
   torch::manual_seed(0);
   DiffusionConfig c;
-  c.prediction = "edm";
+  c.prediction = Prediction::edm;
   c.sigma_data = 0.5;
   GaussianDiffusion d(c, torch::kCPU);
   auto x0 = torch::rand({4, 1, 6, 6}) * 2 - 1;
@@ -261,7 +259,7 @@ TEST(LearnedSchedule, VarianceObjectiveIsTheSecondMomentOfTheVlbTerms) {
 TEST(LearnedSchedule, TrainingLossValueIsTheNetworksAndItsStateRoundTrips) {
   torch::manual_seed(0);
   DiffusionConfig c;
-  c.schedule = "learned";
+  c.schedule = Schedule::learned;
   GaussianDiffusion learned(c, torch::kCPU), cosine(DiffusionConfig{}, torch::kCPU);
   EXPECT_TRUE(torch::allclose(learned.schedule_f64().alphas_cumprod,
                               cosine.schedule_f64().alphas_cumprod, 1e-9, 1e-12));
@@ -361,7 +359,7 @@ TEST(Samplers, OracleDenoiserRecoversX0) {
   for (const std::string name : {"ddim", "dpm++2m"}) {
     for (int64_t steps : {1, 10, 100}) {
       SamplerOptions o;
-      o.name = name;
+      o.name = parse_enum<SamplerName>(name, "sampler");
       o.steps = steps;
       auto out = sample(s, oracle_denoiser(s, x0), xT, o, gen);
       // float32: predicting x_0 at t = T-1 divides by sqrt(abar) ~ 3e-3, amplifying rounding.
@@ -377,12 +375,10 @@ TEST(Samplers, TimestepsAndValidation) {
   SamplerOptions o;
   o.steps = 101;
   EXPECT_THROW(o.validate(100), Error);
-  o = SamplerOptions{};
-  o.name = "euler";
-  EXPECT_THROW(o.validate(100), Error);
-  o = SamplerOptions{};
-  o.variance = "learned";
-  EXPECT_THROW(o.validate(100), Error);
+  EXPECT_ERROR(parse_enum<SamplerName>("euler", "sampler"),
+               "sampler euler: expected ddpm, ddim or dpm++2m");
+  EXPECT_ERROR(parse_enum<Variance>("learned", "variance"),
+               "variance learned: expected posterior or beta");
   EXPECT_EQ(SamplerOptions{}.resolved_steps(100), 100);
 }
 
@@ -400,7 +396,7 @@ TEST(Samplers, DdpmStepMatchesNamedCoefficients) {
   torch::Tensor after_first;
   o.on_step = [&](const SamplerStep& step) { steps.push_back(step); };
   auto gen = make_generator(42);
-  ddpm_sample(s, constant, x, o, gen);
+  ddpm_sample(s, constant, x, o, noise_from(gen));
   ASSERT_EQ(steps.size(), 10u);
   const double abar = s.alphas_cumprod[t].item<double>();
   const double x0 = (0.3 - std::sqrt(1 - abar) * 0.2) / std::sqrt(abar);

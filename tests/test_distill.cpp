@@ -10,7 +10,7 @@
 
 #include "numeral/diffusion/distillation.h"
 #include "numeral/diffusion/samplers.h"
-#include "numeral/generate/generate.h"
+#include "numeral/inference/generate.h"
 #include "numeral/io/checkpoint.h"
 #include "numeral/train/distill.h"
 #include "numeral/train/trainer.h"
@@ -27,10 +27,10 @@ torch::Tensor longs(std::vector<int64_t> values) {
 }
 
 TEST(TrailingGrid, MatchesTheSamplerAndNests) {
-  EXPECT_EQ(sampling_timesteps(100, 4, "trailing"), (std::vector<int64_t>{99, 74, 49, 24}));
-  EXPECT_EQ(sampling_timesteps(100, 1, "trailing"), (std::vector<int64_t>{99}));
+  EXPECT_EQ(sampling_timesteps(100, 4, Spacing::trailing), (std::vector<int64_t>{99, 74, 49, 24}));
+  EXPECT_EQ(sampling_timesteps(100, 1, Spacing::trailing), (std::vector<int64_t>{99}));
   for (const int64_t n : {1, 2, 4, 8, 16, 32, 64}) {
-    const auto ts = sampling_timesteps(100, n, "trailing");
+    const auto ts = sampling_timesteps(100, n, Spacing::trailing);
     const auto k = torch::arange(n + 1, torch::kLong);
     const auto grid = trailing_grid_point(100, n, k);
     EXPECT_EQ(grid[0].item<int64_t>(), -1) << n;
@@ -39,9 +39,8 @@ TEST(TrailingGrid, MatchesTheSamplerAndNests) {
       EXPECT_TRUE(grid.equal(trailing_grid_point(100, 2 * n, 2 * k))) << n;
     }
   }
-  SamplerOptions bad;
-  bad.spacing = "uniform";
-  EXPECT_ERROR(bad.validate(100), "spacing uniform: expected linspace or trailing");
+  EXPECT_ERROR(parse_enum<Spacing>("uniform", "spacing"),
+               "spacing uniform: expected linspace or trailing");
 }
 
 // The schedule abar = 0.9, 0.6, 0.3, 0.1 and a teacher that predicts eps = 0.5 x, by hand.
@@ -204,9 +203,9 @@ TEST(Student, SamplesWithOneCallPerStepOnItsTrailingGrid) {
   GenerateOptions requested;
   requested.guidance = 1.5;
   const GenerateOptions o = options_for(student, requested);
-  EXPECT_EQ(o.sampler.name, "ddim");
+  EXPECT_EQ(o.sampler.name, SamplerName::ddim);
   EXPECT_EQ(o.sampler.steps, 2);
-  EXPECT_EQ(o.sampler.spacing, "trailing");
+  EXPECT_EQ(o.sampler.spacing, Spacing::trailing);
   // One network call of B images per step, with w as the input.
   const auto labels = longs({3, 4, kNullLabel});
   const auto x = torch::randn({3, 1, 28, 28});
@@ -227,11 +226,11 @@ TEST(Student, SamplesWithOneCallPerStepOnItsTrailingGrid) {
   EXPECT_EQ(visited, (std::vector<int64_t>{19, 9}));  // trailing grid of 2 steps for T = 20
   // Anything but its own sampler is refused with what was asked.
   GenerateOptions other = requested;
-  other.sampler.name = "dpm++2m";
+  other.sampler.name = SamplerName::dpmpp_2m;
   EXPECT_ERROR(options_for(student, other),
-               "is a distilled student: it samples only with DDIM at "
-               "its 2 steps (asked for dpm++2m with 20 steps");
-  other.sampler.name = "ddim";
+               "sampler dpm++2m: a distilled student samples only with ddim at its 2 steps "
+               "(asked for dpm++2m with 20 steps");
+  other.sampler.name = SamplerName::ddim;
   other.sampler.steps = 3;
   EXPECT_ERROR(options_for(student, other), "asked for ddim with 3 steps");
   // ... and a student is no teacher, nor a teacher's run a student's.
@@ -298,7 +297,9 @@ TEST(DistillCli, SigtermCheckpointsAndTheResumedStudentSamples) {
   const CliResult other =
       run_cli(fmt::format("sample --checkpoint '{}' --sampler dpm++2m --threads 1", run.string()));
   EXPECT_EQ(other.err_lines(), 1) << other.err;
-  EXPECT_TRUE(contains(other.err, "it samples only with DDIM at its 2 steps")) << other.err;
+  EXPECT_TRUE(contains(
+      other.err, "--sampler dpm++2m: a distilled student samples only with ddim at its 2 steps"))
+      << other.err;
 }
 
 TEST(DistillConfig, RejectsBadValues) {
@@ -311,10 +312,12 @@ TEST(DistillConfig, RejectsBadValues) {
   EXPECT_ERROR(with([](DistillConfig& d) { d.from_steps = 48; }).validate(100),
                "expected a power of two");
   EXPECT_ERROR(with([](DistillConfig& d) { d.from_steps = 128; }).validate(100), "at most T = 100");
-  EXPECT_ERROR(with([](DistillConfig& d) { d.to_steps = 0; }).validate(100), "--to-steps 0");
+  EXPECT_ERROR(with([](DistillConfig& d) { d.to_steps = 0; }).validate(100),
+               "to_steps 0: expected at least 1");
   EXPECT_ERROR(with([](DistillConfig& d) { d.w_min = 3; }).validate(100),
-               "expected 0 <= w-min <= w-max");
-  EXPECT_ERROR(with([](DistillConfig& d) { d.round_steps = 0; }).validate(100), "--round-steps 0");
+               "w_max 2: expected at least w_min = 3");
+  EXPECT_ERROR(with([](DistillConfig& d) { d.round_steps = 0; }).validate(100),
+               "round_steps 0: expected at least 1");
   EXPECT_EQ(with([](DistillConfig&) {}).rounds(), 4);
   EXPECT_EQ(with([](DistillConfig&) {}).student_steps(3), 4);
 }

@@ -615,7 +615,7 @@ TEST(Popout, RunsTheSamplerAndRecordsEveryStep) {
   DigitClassifier classifier(cc);
   classifier->eval();
   GenerateOptions options;
-  options.sampler.name = "ddim";
+  options.sampler.name = SamplerName::ddim;
   options.sampler.steps = 5;
   options.batch_size = 16;  // two batches of the 20 trajectories
   const PopoutResult r = popout(m, classifier, /*per_class=*/2, options);
@@ -647,7 +647,7 @@ TEST(Popout, RunsTheSamplerAndRecordsEveryStep) {
   EXPECT_TRUE(contains(message, "32x32x1")) << message;
   GenerateOptions negative = options;
   negative.forward_batch = -1;  // the same check as generate(), not a silent "auto"
-  EXPECT_ERROR(popout(m, classifier, 1, negative), "--forward-batch -1");
+  EXPECT_ERROR(popout(m, classifier, 1, negative), "forward_batch -1: expected at least 0");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -724,7 +724,7 @@ TEST(Augment, TinyExperimentReportAndCache) {
   plan.low_generated = 30;
   plan.seeds = 2;
   plan.steps = 3;
-  plan.generate.sampler.name = "ddim";
+  plan.generate.sampler.name = SamplerName::ddim;
   plan.generate.sampler.steps = 2;
   plan.cache = dir / "cache";
   std::vector<std::string> lines;
@@ -799,7 +799,7 @@ TEST(Augment, BadInputsAreRefusedInOneLine) {
   plan.generated = {20};
   plan.seeds = 1;
   plan.steps = 1;
-  plan.generate.sampler.name = "ddim";
+  plan.generate.sampler.name = SamplerName::ddim;
   plan.generate.sampler.steps = 1;
   plan.cache = dir / "cache";
   EXPECT_ERROR(run_augment(plan, *split, nullptr, {}), "nothing to run");

@@ -23,9 +23,10 @@
 #include "numeral/diffusion/guidance.h"
 #include "numeral/diffusion/samplers.h"
 #include "numeral/generate/export.h"
-#include "numeral/generate/generate.h"
 #include "numeral/generate/pictures.h"
 #include "numeral/generate/request.h"
+#include "numeral/inference/generate.h"
+#include "numeral/inference/pipeline.h"
 #include "numeral/io/checkpoint.h"
 #include "numeral/io/image.h"
 #include "numeral/train/trainer.h"
@@ -58,6 +59,23 @@ TinyModel tiny_model(uint64_t init_seed = 0) {
   TinyModel m{UNet(c.model), std::make_shared<GaussianDiffusion>(c.diffusion, torch::kCPU)};
   m.model->eval();
   return m;
+}
+
+// The tiny model behind the inference API, executed as `o` says.
+Pipeline pipeline_of(const TinyModel& m, const GenerateOptions& o) {
+  TrainedModel trained;
+  trained.config = tiny_config();
+  trained.model = m.model;
+  trained.diffusion = m.diffusion;
+  return Pipeline(trained, execution_of(o));
+}
+
+// One image of each of `classes`, sampled as `o` says.
+GenerateRequest one_each(const std::vector<int64_t>& classes, const GenerateOptions& o) {
+  GenerateRequest r = request_of(o);
+  r.classes = classes;
+  r.per_class = 1;
+  return r;
 }
 
 // A checkpoint laid out as Trainer::save_checkpoint_now writes it (minus optimizer and RNG).
@@ -114,7 +132,7 @@ class SamplerArithmetic : public ::testing::Test {
 TEST_F(SamplerArithmetic, OneDdpmStepIsThePosteriorMeanPlusScaledNoise) {
   Recorder rec;
   SamplerOptions o;
-  o.name = "ddpm";
+  o.name = SamplerName::ddpm;
   o.clip_x0 = false;
   o.on_step = rec.callback();
   auto gen = make_generator(11);
@@ -140,7 +158,7 @@ TEST_F(SamplerArithmetic, OneDdpmStepIsThePosteriorMeanPlusScaledNoise) {
 TEST_F(SamplerArithmetic, OneDdimStepFollowsEquation12) {
   Recorder rec;
   SamplerOptions o;
-  o.name = "ddim";
+  o.name = SamplerName::ddim;
   o.steps = 10;
   o.clip_x0 = false;
   o.on_step = rec.callback();
@@ -158,7 +176,7 @@ TEST_F(SamplerArithmetic, OneDdimStepFollowsEquation12) {
 TEST_F(SamplerArithmetic, DpmSolverPlusPlusFirstAndSecondOrderSteps) {
   Recorder rec;
   SamplerOptions o;
-  o.name = "dpm++2m";
+  o.name = SamplerName::dpmpp_2m;
   o.steps = 3;
   o.clip_x0 = false;
   o.on_step = rec.callback();
@@ -201,7 +219,7 @@ TEST(Oracle, DeterministicSamplersRecoverX0) {
   for (const char* name : {"ddim", "dpm++2m", "ddpm"}) {
     for (int64_t steps : {1, 4, 10}) {
       SamplerOptions o;
-      o.name = name;
+      o.name = parse_enum<SamplerName>(name, "sampler");
       o.steps = steps;
       auto gen = make_generator(5);
       const auto out = sample(s, oracle(s, x0), x_T, o, gen);
@@ -248,7 +266,7 @@ TEST(Guidance, FormulaAndOneBatchedForward) {
 
 GenerateOptions fast_options(uint64_t seed, int64_t batch_size = 256) {
   GenerateOptions o;
-  o.sampler.name = "ddpm";
+  o.sampler.name = SamplerName::ddpm;
   o.sampler.steps = 3;
   o.seed = seed;
   o.batch_size = batch_size;
@@ -316,10 +334,10 @@ TEST(Generate, TrajectoryEndsWithWhatSampleMakes) {
   const TinyModel m = tiny_model();
   const auto labels = torch::tensor({2, 5, 9}, torch::kLong);
   GenerateOptions o = fast_options(21);
-  o.sampler.name = "ddim";
+  o.sampler.name = SamplerName::ddim;
   o.sampler.steps = 4;
   o.guidance = 2.0;
-  const Trajectory tr = record_trajectory(m.model, m.diffusion, labels, o);
+  const Trajectory tr = record_trajectory(pipeline_of(m, o), one_each({2, 5, 9}, o));
   EXPECT_EQ(tr.t, sampling_timesteps(10, 4));
   ASSERT_EQ(tr.x_t.sizes(), (std::vector<int64_t>{5, 3, 1, 28, 28}));
   const auto sampled = from_model_range(generate(m.model, m.diffusion, labels, o));
@@ -479,10 +497,9 @@ TEST(Pictures, TrajectoryGridAndGifDecode) {
   TempDir dir;
   const TinyModel m = tiny_model();
   GenerateOptions o = fast_options(1);
-  o.sampler.name = "dpm++2m";
+  o.sampler.name = SamplerName::dpmpp_2m;
   o.sampler.steps = 3;
-  const Trajectory tr =
-      record_trajectory(m.model, m.diffusion, torch::tensor({4, 2}, torch::kLong), o);
+  const Trajectory tr = record_trajectory(pipeline_of(m, o), one_each({4, 2}, o));
   const Image grid = trajectory_grid(tr, trajectory_frames(3, 10), {"4", "2"}, 2, "title");
   EXPECT_GT(grid.width, 4 * 58);
   EXPECT_GT(grid.height, 4 * 58);  // x_t rows and x_0 rows
@@ -604,7 +621,7 @@ TEST_F(Cli, SampleWritesGridPngsAndIdx) {
   // The same images as the library makes with the same seed, options and checkpoint.
   const TrainedModel m = load_trained_model(checkpoint_, torch::kCPU);
   GenerateOptions o;
-  o.sampler.name = "ddim";
+  o.sampler.name = SamplerName::ddim;
   o.sampler.steps = 2;
   o.seed = 5;
   o.batch_size = 4;
@@ -649,7 +666,7 @@ TEST_F(Cli, SampleGzipIdxAndUnconditional) {
   // Unconditional is the null-label model alone (w = 0), whatever the default guidance.
   const TrainedModel m = load_trained_model(checkpoint_, torch::kCPU);
   GenerateOptions o;
-  o.sampler.name = "dpm++2m";
+  o.sampler.name = SamplerName::dpmpp_2m;
   o.sampler.steps = 2;
   o.guidance = 0;
   const auto expected =
@@ -832,13 +849,13 @@ TEST_F(Cli, RequestSizesAreCheckedBeforeAnythingIsAllocated) {
   EXPECT_EQ(refused.rc, 1) << refused.err;
   EXPECT_EQ(refused.err_lines(), 1) << refused.err;
   EXPECT_TRUE(contains(refused.err,
-                       "--per-digit 10000000000: at most 214,748,364 for 10 rows (2,147,483,647 "
+                       "--per-class 10000000000: at most 214,748,364 for 10 rows (2,147,483,647 "
                        "images in one request, the most an IDX file can count)"))
       << refused.err;
   // A billion images stream: labels are made a batch at a time. Stopped once it is under way.
   CliProcess streaming(sample + "'" + (scratch / "b").string() + "' --per-digit 100000000",
                        scratch.path(), "streaming", limit);
-  ASSERT_TRUE(streaming.wait_for_output("1000000000 images (100000000 per digit)"))
+  ASSERT_TRUE(streaming.wait_for_output("1000000000 images (100000000 per class)"))
       << streaming.out();
   streaming.send(SIGINT);
   const CliResult stopped = streaming.wait();
@@ -863,8 +880,8 @@ TEST_F(Cli, BadArgumentsGiveOneLineAndNonZeroExit) {
 
   const std::string ck = "--checkpoint '" + checkpoint_ + "'";
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"sample " + ck + " --digit 10", "--digit 10"},
-      {"sample " + ck + " --steps 0", "--steps 0"},
+      {"sample " + ck + " --digit 10", "--classes 10: out of range"},
+      {"sample " + ck + " --steps 0", "--steps: expected at least 1"},
       {"sample " + ck + " --steps 11", "--steps 11"},
       {"sample " + ck + " --sampler euler", "--sampler euler"},
       {"sample --checkpoint '" + (dir() / "nope").string() + "'", "no such checkpoint"},
@@ -875,8 +892,8 @@ TEST_F(Cli, BadArgumentsGiveOneLineAndNonZeroExit) {
       {"sample " + ck + " --grid '" + dir().string() + "'", "is a directory"},
       {"sample " + ck + " --unconditional --digit 3", "--unconditional"},
       {"trajectory " + ck + " --frames 1", "--frames 1"},
-      {"trajectory " + ck + " --digit 12", "--digit 12"},
-      {"sweep " + ck + " --steps 0", "--steps 0"},
+      {"trajectory " + ck + " --digit 12", "--classes 12: out of range"},
+      {"sweep " + ck + " --steps 0", "--steps: expected at least 1 (leave it out"},
       {"sample " + ck + " --forward-batch -1", "--forward-batch"},
       {"sample " + ck + " --batch-size 0", "--batch-size"},
       {"noise --checkpoint '" + (dir() / "nope").string() + "'", "no such checkpoint"},

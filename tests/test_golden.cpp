@@ -9,9 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "numeral/generate/generate.h"
+#include "numeral/inference/pipeline.h"
 #include "numeral/io/safetensors.h"
-#include "numeral/train/trainer.h"
 #include "test_util.h"
 
 namespace numeral {
@@ -22,37 +21,39 @@ const fs::path kGolden = fs::path(NUMERAL_SOURCE_DIR) / "tests/golden/shipped.sa
 struct GoldenCase {
   std::string name;   // the tensor's name in the fixture
   std::string model;  // models/<model>
-  GenerateOptions options;
+  GenerateRequest request;
 };
 
 // Four digits per case, every sampler (and eta, variance and spacing variants) on the teacher at
 // a few steps, and the student at its own 4 steps, at two guidance weights each.
 std::vector<GoldenCase> golden_cases() {
-  auto request = [](const std::string& sampler, int64_t steps, double w) {
-    GenerateOptions r;
+  auto request = [](SamplerName sampler, int64_t steps, double w) {
+    GenerateRequest r;
+    r.classes = {0, 3, 7, 9};
+    r.per_class = 1;
     r.sampler.name = sampler;
     r.sampler.steps = steps;
-    r.guidance = w;
+    r.w = w;
     r.seed = 1234;
     return r;
   };
   std::vector<GoldenCase> cases = {
-      {"ddpm10_w0.25", "mnist", request("ddpm", 10, 0.25)},
-      {"ddpm8_w2", "mnist", request("ddpm", 8, 2)},
-      {"ddim10_w0.25", "mnist", request("ddim", 10, 0.25)},
-      {"dpm10_w0.25", "mnist", request("dpm++2m", 10, 0.25)},
-      {"dpm6_w1", "mnist", request("dpm++2m", 6, 1)},
-      {"student_w0.25", "mnist-student", request("ddim", 0, 0.25)},
-      {"student_w1", "mnist-student", request("ddim", 0, 1)},
+      {"ddpm10_w0.25", "mnist", request(SamplerName::ddpm, 10, 0.25)},
+      {"ddpm8_w2", "mnist", request(SamplerName::ddpm, 8, 2)},
+      {"ddim10_w0.25", "mnist", request(SamplerName::ddim, 10, 0.25)},
+      {"dpm10_w0.25", "mnist", request(SamplerName::dpmpp_2m, 10, 0.25)},
+      {"dpm6_w1", "mnist", request(SamplerName::dpmpp_2m, 6, 1)},
+      {"student_w0.25", "mnist-student", request(SamplerName::ddim, 0, 0.25)},
+      {"student_w1", "mnist-student", request(SamplerName::ddim, 0, 1)},
   };
-  GenerateOptions eta = request("ddim", 10, 0.25);
+  GenerateRequest eta = request(SamplerName::ddim, 10, 0.25);
   eta.sampler.eta = 0.5;
   cases.push_back({"ddim10_eta0.5", "mnist", eta});
-  GenerateOptions beta = request("ddpm", 10, 0.25);
-  beta.sampler.variance = "beta";
+  GenerateRequest beta = request(SamplerName::ddpm, 10, 0.25);
+  beta.sampler.variance = Variance::beta;
   cases.push_back({"ddpm10_beta", "mnist", beta});
-  GenerateOptions trailing = request("ddim", 8, 0.25);
-  trailing.sampler.spacing = "trailing";
+  GenerateRequest trailing = request(SamplerName::ddim, 8, 0.25);
+  trailing.sampler.spacing = Spacing::trailing;
   cases.push_back({"ddim8_trailing", "mnist", trailing});
   return cases;
 }
@@ -61,11 +62,14 @@ TEST(Golden, ShippedModelsImagesForFixedSeedsAreUnchanged) {
   const bool write = std::getenv("NUMERAL_WRITE_GOLDEN") != nullptr;
   TensorFile golden;
   if (!write) golden = load_safetensors(kGolden);
+  std::map<std::string, Pipeline> pipelines;
   for (const GoldenCase& c : golden_cases()) {
-    const TrainedModel m = load_trained_model(
-        fs::path(NUMERAL_SOURCE_DIR) / "models" / (c.model + ".safetensors"), torch::kCPU);
-    const torch::Tensor images = generate(
-        m.model, m.diffusion, torch::tensor({0, 3, 7, 9}, torch::kLong), options_for(m, c.options));
+    if (!pipelines.count(c.model)) {
+      pipelines.emplace(
+          c.model, Pipeline(fs::path(NUMERAL_SOURCE_DIR) / "models" / (c.model + ".safetensors"),
+                            torch::kCPU));
+    }
+    const torch::Tensor images = pipelines.at(c.model).generate(c.request).images;
     ASSERT_EQ(images.sizes(), (std::vector<int64_t>{4, 1, 28, 28})) << c.name;
     if (write) {
       golden.tensors.emplace(c.name, images);

@@ -3,7 +3,7 @@
 #include <torch/torch.h>
 
 #include "numeral/data/idx.h"
-#include "numeral/train/config.h"
+#include "numeral/inference/run_config.h"
 #include "test_util.h"
 
 namespace numeral::test {

@@ -31,9 +31,11 @@ namespace {
 
 // Options every eval command shares.
 struct EvalCommon {
-  std::string checkpoint;  // diffusion checkpoint or run directory
-  std::string classifier;  // classifier checkpoint or its directory
-  GenerateOptions generate;
+  std::string checkpoint;   // diffusion checkpoint or run directory
+  std::string classifier;   // classifier checkpoint or its directory
+  GenerateRequest request;  // sampler, w and seed (the classes are balanced by the command)
+  ExecutionOptions execution;
+  GenerateOptions generate() const { return generate_options(request, execution); }
   std::string out;  // "" = <run>/eval
   RuntimeOptions runtime;
 };
@@ -62,22 +64,24 @@ struct AugmentCommand {
   std::string checkpoint;        // the full-data generator
   std::vector<std::string> low;  // N=RUN: a generator trained on N real digits per class
   AugmentPlan plan;
+  GenerateRequest request;  // how the generated digits are sampled (plan.generate)
+  ExecutionOptions execution;
   std::string out;
   RuntimeOptions runtime;
 };
 
 // `required` marks --checkpoint and --classifier required (not on `eval` itself, whose options
 // CLI11 would otherwise demand for `eval popout` too; run_eval checks them).
-void add_common(CLI::App& sub, EvalCommon& c, bool required) {
+void add_common(CLI::App& sub, EvalCommon& c, bool required,
+                std::set<std::string> skip_request = {"classes", "per_class", "unconditional"}) {
   auto* checkpoint = sub.add_option("--checkpoint", c.checkpoint,
                                     "diffusion checkpoint or run directory to evaluate");
   auto* classifier =
       sub.add_option("--classifier", c.classifier,
                      "classifier checkpoint or directory (from `numeral classifier train`)");
   if (required) checkpoint->required(), classifier->required();
-  add_sampler_options(sub, c.generate.sampler);
-  sub.add_option("--seed", c.generate.seed, "seed of the generated digits")->capture_default_str();
-  add_generate_options(sub, c.generate);
+  add_request_options(sub, c.request, skip_request);
+  add_execution_options(sub, c.execution);
   sub.add_option("--out", c.out, "where the reports go (default <run dir>/eval)");
   add_runtime_options(sub, c.runtime);
 }
@@ -152,7 +156,7 @@ Loaded load_all(const EvalCommon& c, const std::string& data_override) {
                   "classifier's{})",
                   l.split.val.size(), l.split.name, l.split.split,
                   fingerprint_hex(l.split.val_fingerprint), run_note));
-  l.real = make_real_reference(l.classifier.model, l.split, c.generate.seed);
+  l.real = make_real_reference(l.classifier.model, l.split, c.request.seed);
   return l;
 }
 
@@ -160,11 +164,11 @@ nlohmann::json generation_context(const EvalCommon& c, const Loaded& l) {
   nlohmann::json j;
   if (l.model) {
     j["checkpoint"] = l.model->path.string();
-    j["sampler"] = c.generate.sampler.name;
-    j["steps"] = c.generate.sampler.resolved_steps(l.model->diffusion->T());
-    j["eta"] = c.generate.sampler.eta;
-    j["clip_x0"] = c.generate.sampler.clip_x0;
-    j["seed"] = c.generate.seed;
+    j["sampler"] = c.request.sampler.name;
+    j["steps"] = c.request.sampler.resolved_steps(l.model->diffusion->T());
+    j["eta"] = c.request.sampler.eta;
+    j["clip_x0"] = c.request.sampler.clip_x0;
+    j["seed"] = c.request.seed;
     j["training_step"] = l.model->state.value("step", int64_t{0});
   }
   j["device"] = l.device.str();
@@ -207,7 +211,7 @@ void run_eval(EvalCommand& cmd) {
                   "--samples {}: the FID needs at least as many samples as the classifier has "
                   "feature dimensions ({})",
                   cmd.samples, l.classifier.config.feature_dim);
-    samples = generate_with_bar(l, cmd.samples, c.generate);
+    samples = generate_with_bar(l, cmd.samples, c.generate());
   } else {
     check_classifier_input(l.classifier.config, samples.images,
                            fmt::format("the IDX images {}", cmd.images));
@@ -215,7 +219,7 @@ void run_eval(EvalCommand& cmd) {
   EvalOptions options;
   options.cas = !cmd.no_cas;
   options.cas_epochs = cmd.cas_epochs;
-  options.seed = c.generate.seed;
+  options.seed = c.request.seed;
   options.print = say;
   const EvalResult result = evaluate_samples(l.classifier, l.real, samples, options);
 
@@ -237,10 +241,10 @@ void run_popout(PopoutCommand& cmd) {
   const auto& dir = out.path;
   request_size(cmd.per_class, static_cast<int64_t>(l.real.class_names.size()), "--per-class");
   say(fmt::format("pop-out: {} trajectories per digit, sampler {}, w = {:g}", cmd.per_class,
-                  c.generate.sampler.name, c.generate.guidance));
-  const PopoutResult result = popout(*l.model, l.classifier.model, cmd.per_class, c.generate);
+                  c.request.sampler.name, c.request.w));
+  const PopoutResult result = popout(*l.model, l.classifier.model, cmd.per_class, c.generate());
   nlohmann::json context = generation_context(c, l);
-  context["guidance"] = c.generate.guidance;
+  context["guidance"] = c.request.w;
   context["classifier"] = l.classifier.path.string();
   context["files"] = {{"curves", "popout.png"}};
   if (result.strip.defined()) context["files"]["x0 estimates"] = "popout-strip.png";
@@ -272,7 +276,7 @@ void run_sweep(SweepCommand& cmd) {
   options.cas = false;
   std::vector<SweepRow> rows;
   for (double w : cmd.w) {
-    GenerateOptions g = c.generate;
+    GenerateOptions g = c.generate();
     g.guidance = w;
     const SampleSet samples = generate_with_bar(l, cmd.samples, g);
     SweepRow row;
@@ -334,6 +338,7 @@ void run_augment_command(AugmentCommand& cmd) {
   const DataSplit split = load_data(data_options_of(model.config.train));
   check_run_split(model, split);
   const OutputDir out = open_output_dir(cmd.out, run_dir_of(reference));
+  cmd.plan.generate = generate_options(cmd.request, cmd.execution);
   cmd.plan.cache = out.path / "augment";
   cmd.plan.device = device;
   cmd.plan.validate();
@@ -366,9 +371,6 @@ const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
       "eval", "judge a model's digits: accuracy, classifier-FID, CAS, diversity (+ popout, sweep)");
   sub->require_subcommand(0, 1);
   add_common(*sub, eval->common, /*required=*/false);
-  sub->add_option("--w,--guidance", eval->common.generate.guidance,
-                  "classifier-free guidance weight w")
-      ->capture_default_str();
   sub->add_option("--samples", eval->samples, "digits to generate (balanced over the classes)")
       ->capture_default_str();
   sub->add_option("--images", eval->images, "evaluate these IDX images instead of generating");
@@ -384,10 +386,6 @@ const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
   auto* popout_sub = sub->add_subcommand(
       "popout", "when each digit appears: classifier probability along the reverse process");
   add_common(*popout_sub, popout_cmd->common, /*required=*/true);
-  popout_sub
-      ->add_option("--w,--guidance", popout_cmd->common.generate.guidance,
-                   "classifier-free guidance weight w")
-      ->capture_default_str();
   popout_sub->add_option("--per-class", popout_cmd->per_class, "trajectories per digit")
       ->capture_default_str();
   popout_sub->callback([popout_cmd] { run_popout(*popout_cmd); });
@@ -395,7 +393,8 @@ const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
   auto sweep_cmd = std::make_shared<SweepCommand>();
   auto* sweep_sub =
       sub->add_subcommand("sweep", "accuracy, FID and diversity for several guidance weights w");
-  add_common(*sweep_sub, sweep_cmd->common, /*required=*/true);
+  add_common(*sweep_sub, sweep_cmd->common, /*required=*/true,
+             {"classes", "per_class", "unconditional", "w"});
   sweep_sub->add_option("--w,--guidance", sweep_cmd->w, "guidance weights, e.g. 0,0.25,0.5,1,2")
       ->delimiter(',')
       ->capture_default_str();
@@ -445,14 +444,9 @@ const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
       ->add_option("--elastic-sigma", plan.elastic_sigma,
                    "classic augmentation: elastic smoothing, pixels")
       ->capture_default_str();
-  augment_sub
-      ->add_option("--w,--guidance", plan.generate.guidance,
-                   "guidance weight of the generated digits")
-      ->capture_default_str();
-  augment_sub->add_option("--seed", plan.generate.seed, "seed of the generated digits")
-      ->capture_default_str();
-  add_sampler_options(*augment_sub, plan.generate.sampler);
-  add_generate_options(*augment_sub, plan.generate);
+  add_request_options(*augment_sub, augment_cmd->request,
+                      {"classes", "per_class", "unconditional"});
+  add_execution_options(*augment_sub, augment_cmd->execution);
   augment_sub->add_option("--out", augment_cmd->out,
                           "where the report and the generated digits go (default <run dir>/eval)");
   add_runtime_options(*augment_sub, augment_cmd->runtime);

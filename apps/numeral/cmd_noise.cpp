@@ -63,9 +63,9 @@ void run(NoiseCommand& cmd, CLI::App& app) {
     const TrainedModel trained = load_trained_model(cmd.checkpoint, torch::kCPU);
     diffusion = trained.config.diffusion;
     origin = trained.path.string();
-    if (diffusion.schedule == "learned") learned = trained.diffusion->schedule_f64();
+    if (diffusion.schedule == Schedule::learned) learned = trained.diffusion->schedule_f64();
   }
-  NUMERAL_CHECK(diffusion.schedule != "learned" || learned,
+  NUMERAL_CHECK(diffusion.schedule != Schedule::learned || learned,
                 "--schedule learned is learned in training; pass --checkpoint of a run that "
                 "learned it");
   diffusion.validate();

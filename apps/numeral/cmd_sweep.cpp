@@ -22,42 +22,44 @@ struct SweepCommand {
   RuntimeOptions runtime;
   std::string checkpoint;
   std::vector<double> weights = {0, 0.25, 0.5, 1, 2};
-  std::vector<int64_t> digits;
-  int64_t per_digit = 3;
-  GenerateOptions generate;
+  GenerateRequest request;
+  ExecutionOptions execution;
   std::string out = "sweep.png";
   int scale = 3;
 };
 
-void run(SweepCommand& cmd, CLI::App& app) {
+void run(SweepCommand& cmd) {
   InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
-  auto& sampler = cmd.generate.sampler;
   NUMERAL_CHECK(!cmd.weights.empty(), "--w: expected at least one weight");
+  const Pipeline pipeline = open_pipeline(cmd.runtime, cmd.checkpoint, cmd.execution);
+  std::vector<GenerateRequest> requests;
   for (double w : cmd.weights) {
-    NUMERAL_CHECK(std::isfinite(w), "--w {}: expected finite numbers", w);
+    GenerateRequest r = cmd.request;
+    r.w = w;
+    requests.push_back(pipeline.resolve(r));  // every weight checked before any sampling
   }
-  const auto [device, trained, T, classes] =
-      open_for_sampling(cmd.runtime, cmd.checkpoint, cmd.generate, cmd.digits);
+  const auto& sampler = requests.front().sampler;
+  const auto& classes = requests.front().classes;
+  const int64_t per_digit = cmd.request.per_class;
   check_output_path(cmd.out, "--out");
-  const auto labels = repeat_labels(classes, cmd.per_digit);
-
+  const int64_t T = pipeline.T();
   const int64_t steps = sampler.resolved_steps(T);
-  fmt::print("numeral sweep  checkpoint {}  device {}\n", trained.path.string(), device.str());
+  const int64_t count = requests.front().count(pipeline.num_classes());
+  fmt::print("numeral sweep  checkpoint {}  device {}\n", pipeline.model().path.string(),
+             pipeline.device().str());
   fmt::print("  sampler {}, {} steps (T = {}), seed {}: {} images per weight\n", sampler.name,
-             steps, T, cmd.generate.seed, labels.size(0));
+             steps, T, cmd.request.seed, count);
   std::fflush(stdout);
   std::vector<torch::Tensor> images;
   std::vector<std::string> titles;
-  for (double w : cmd.weights) {
-    GenerateOptions options = cmd.generate;
-    options.guidance = w;
-    const auto start = std::chrono::steady_clock::now();
-    images.push_back(generate(trained.model, trained.diffusion, labels, options));
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    titles.push_back("w=" + format_weight(w));
-    fmt::print("  {:<8} {:.1f} s ({:.1f} images/s)\n", titles.back(), seconds,
-               static_cast<double>(labels.size(0)) / std::max(seconds, 1e-9));
+  for (const GenerateRequest& r : requests) {
+    titles.push_back("w=" + format_weight(r.w));
+    GenerationProgress progress(titles.back(), count);
+    const GenerateResult result = pipeline.generate(r, progress.observer());
+    progress.finish();
+    images.push_back(result.images);
+    fmt::print("  {:<8} {:.1f} s ({:.1f} images/s)\n", titles.back(), result.seconds,
+               static_cast<double>(count) / std::max(result.seconds, 1e-9));
     std::fflush(stdout);
   }
   std::vector<std::string> rows;
@@ -65,10 +67,10 @@ void run(SweepCommand& cmd, CLI::App& app) {
   const std::string title = fmt::format(
       "guidance sweep: {} {} steps, seed {} (same noise in every "
       "block)",
-      sampler.name, steps, cmd.generate.seed);
-  write_png(cmd.out, sweep_grid(images, titles, cmd.per_digit, rows, cmd.scale, title));
+      sampler.name, steps, cmd.request.seed);
+  write_png(cmd.out, sweep_grid(images, titles, per_digit, rows, cmd.scale, title));
   fmt::print("  wrote {} ({} blocks of {} rows x {} samples)\n", cmd.out, titles.size(),
-             classes.size(), cmd.per_digit);
+             classes.size(), per_digit);
 }
 
 const bool kRegistered = register_command(/*order=*/56, [](CLI::App& app) {
@@ -79,20 +81,16 @@ const bool kRegistered = register_command(/*order=*/56, [](CLI::App& app) {
   sub->add_option("--w", cmd->weights, "guidance weights, one block each")
       ->delimiter(',')
       ->capture_default_str();
-  sub->add_option("--digit", cmd->digits, "digits, one row each (default: all)")->delimiter(',');
-  sub->add_option("--per-digit", cmd->per_digit, "samples per digit in each block")
-      ->capture_default_str()
-      ->check(between(1, 32));
-  sub->add_option("--seed", cmd->generate.seed, "noise seed, shared by every block")
-      ->capture_default_str();
-  add_generate_options(*sub, cmd->generate);
-  add_sampler_options(*sub, cmd->generate.sampler);
+  cmd->request.per_class = 3;
+  add_request_options(*sub, cmd->request, {"w", "unconditional"});
+  sub->get_option("--per-class")->check(between(1, 32));  // a block's width in the picture
+  add_execution_options(*sub, cmd->execution);
   sub->add_option("--out,-o", cmd->out, "PNG to write")->capture_default_str();
   sub->add_option("--scale", cmd->scale, "upscaling factor (nearest neighbour)")
       ->capture_default_str()
       ->check(between(1, 16));
   add_runtime_options(*sub, cmd->runtime);
-  sub->callback([cmd, sub] { run(*cmd, *sub); });
+  sub->callback([cmd, sub] { run(*cmd); });
 });
 
 }  // namespace

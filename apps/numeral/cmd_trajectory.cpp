@@ -24,43 +24,45 @@ constexpr int64_t kMaxGifFrames = 250;
 struct TrajectoryCommand {
   RuntimeOptions runtime;
   std::string checkpoint;
-  std::vector<int64_t> digits;
   int64_t frames = 10;
-  GenerateOptions generate;
+  GenerateRequest request;
   std::string out = "trajectory.png", gif;
   int scale = 3, gif_scale = 2;
 };
 
-void run(TrajectoryCommand& cmd, CLI::App& app) {
+void run(TrajectoryCommand& cmd) {
   InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
-  auto& sampler = cmd.generate.sampler;
   NUMERAL_CHECK(cmd.frames >= 2, "--frames {}: expected at least 2 (pure noise and the result)",
                 cmd.frames);
-  const auto [device, trained, T, classes] =
-      open_for_sampling(cmd.runtime, cmd.checkpoint, cmd.generate, cmd.digits);
+  cmd.request.per_class = 1;
+  // Batch 0 of `numeral sample` with its default batch size: the same noise, the same images.
+  ExecutionOptions execution;
+  execution.batch_size = std::max<int64_t>(
+      execution.batch_size,
+      cmd.request.classes.empty() ? 0 : static_cast<int64_t>(cmd.request.classes.size()));
+  const Pipeline pipeline = open_pipeline(cmd.runtime, cmd.checkpoint, execution);
+  const GenerateRequest request = pipeline.resolve(cmd.request);
+  const auto& sampler = request.sampler;
+  const auto& classes = request.classes;
   check_output_path(cmd.out, "--out");
   if (!cmd.gif.empty()) check_output_path(cmd.gif, "--gif");
-  // Batch 0 of `numeral sample` with its default batch size: the same noise, the same images.
-  cmd.generate.batch_size =
-      std::max<int64_t>(cmd.generate.batch_size, static_cast<int64_t>(classes.size()));
-
+  const int64_t T = pipeline.T();
   const int64_t steps = sampler.resolved_steps(T);
-  const std::string w = format_weight(cmd.generate.guidance);
-  fmt::print("numeral trajectory  checkpoint {}  device {}\n", trained.path.string(), device.str());
+  const std::string w = format_weight(request.w);
+  fmt::print("numeral trajectory  checkpoint {}  device {}\n", pipeline.model().path.string(),
+             pipeline.device().str());
   fmt::print("  sampler {}, {} steps (T = {}), w={}, seed {}, {} digit{}\n", sampler.name, steps, T,
-             w, cmd.generate.seed, classes.size(), classes.size() == 1 ? "" : "s");
+             w, request.seed, classes.size(), classes.size() == 1 ? "" : "s");
   std::fflush(stdout);
   const auto start = std::chrono::steady_clock::now();
-  const Trajectory trajectory = record_trajectory(
-      trained.model, trained.diffusion, torch::tensor(classes, torch::kLong), cmd.generate);
+  const Trajectory trajectory = record_trajectory(pipeline, request);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
   std::vector<std::string> labels;
   for (int64_t c : classes) labels.push_back(std::to_string(c));
   const auto frames = trajectory_frames(trajectory.steps(), cmd.frames);
   const std::string title = fmt::format("reverse process: {} {} steps, w={}, seed {}", sampler.name,
-                                        steps, w, cmd.generate.seed);
+                                        steps, w, request.seed);
   write_png(cmd.out, trajectory_grid(trajectory, frames, labels, cmd.scale, title));
   std::string shown;
   for (int64_t p : frames) {
@@ -90,17 +92,10 @@ const bool kRegistered = register_command(/*order=*/54, [](CLI::App& app) {
   auto* sub = app.add_subcommand(
       "trajectory", "show the reverse process step by step: x_t and the x_0 estimate (PNG, GIF)");
   sub->add_option("--checkpoint", cmd->checkpoint, "run directory or checkpoint file")->required();
-  sub->add_option("--digit", cmd->digits, "digits to follow, one row each (default: all)")
-      ->delimiter(',');
   sub->add_option("--frames", cmd->frames,
                   "grid columns, evenly spaced from pure noise to the result")
       ->capture_default_str();
-  sub->add_option("--w", cmd->generate.guidance, "classifier-free guidance weight (0 = none)")
-      ->capture_default_str();
-  sub->add_option("--seed", cmd->generate.seed,
-                  "noise seed; with the same digits, matches `numeral sample --per-digit 1`")
-      ->capture_default_str();
-  add_sampler_options(*sub, cmd->generate.sampler);
+  add_request_options(*sub, cmd->request, {"per_class", "unconditional"});
   sub->add_option("--out,-o", cmd->out, "PNG grid to write")->capture_default_str();
   sub->add_option("--gif", cmd->gif, "also write an animated GIF, one frame per step");
   sub->add_option("--scale", cmd->scale, "upscaling factor (nearest neighbour)")
@@ -110,7 +105,7 @@ const bool kRegistered = register_command(/*order=*/54, [](CLI::App& app) {
       ->capture_default_str()
       ->check(between(1, 16));
   add_runtime_options(*sub, cmd->runtime);
-  sub->callback([cmd, sub] { run(*cmd, *sub); });
+  sub->callback([cmd, sub] { run(*cmd); });
 });
 
 }  // namespace

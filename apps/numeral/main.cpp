@@ -10,6 +10,7 @@
 #include "numeral/common/error.h"
 #include "numeral/common/runtime.h"
 #include "numeral/common/signals.h"
+#include "options.h"
 
 namespace numeral::cli {
 namespace {
@@ -58,6 +59,9 @@ int main(int argc, char** argv) {
   } catch (const numeral::Interrupted& e) {
     fmt::print(stderr, "numeral: stopped by {}: {}\n", numeral::signal_name(e.signal()), e.what());
     return e.exit_code();
+  } catch (const numeral::FieldError& e) {  // a library field named by its flag
+    fmt::print(stderr, "numeral: error: {}\n", numeral::cli::with_flag_names(e));
+    return 1;
   } catch (const numeral::Error& e) {
     fmt::print(stderr, "numeral: error: {}\n", e.what());
     return 1;

@@ -1,27 +1,29 @@
 #pragma once
 // What every generation command (sample, sweep, trajectory) does before it samples.
-#include <cstdint>
 #include <string>
-#include <vector>
 
 #include "numeral/cli.h"
-#include "numeral/generate/generate.h"
-#include "numeral/train/trainer.h"
+#include "numeral/common/progress.h"
+#include "numeral/inference/pipeline.h"
 
 namespace numeral::cli {
 
-// A trained model ready to sample from, with the sampler options checked against it.
-struct SamplingSetup {
-  torch::Device device;
-  TrainedModel trained;          // EMA weights on `device`
-  int64_t T = 0;                 // the model's number of diffusion steps
-  std::vector<int64_t> classes;  // the --digit list checked against the model, or every class
-};
+// Sets the threads, selects the device and opens `checkpoint` as a Pipeline.
+Pipeline open_pipeline(const RuntimeOptions& runtime, const std::string& checkpoint,
+                       const ExecutionOptions& execution = {});
 
-// Sets the threads, selects the device, loads `checkpoint`, resolves `generate` for it
-// (options_for: a student's own sampler), validates the sampler against its T and resolves
-// `digits`; throws numeral::Error on the first problem, before any sampling.
-SamplingSetup open_for_sampling(const RuntimeOptions& runtime, const std::string& checkpoint,
-                                GenerateOptions& generate, const std::vector<int64_t>& digits);
+// Progress a person can watch in a terminal while a request runs: images done, the step of the
+// current batch, images/s and the ETA (a ProgressBar on stderr; silent when it is not a terminal).
+class GenerationProgress {
+ public:
+  GenerationProgress(std::string label, int64_t images);
+  // The observer that drives the bar.
+  GenerateObserver observer();
+  void finish();
+
+ private:
+  std::shared_ptr<ProgressBar> bar_;
+  int64_t done_ = 0;
+};
 
 }  // namespace numeral::cli

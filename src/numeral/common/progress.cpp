@@ -31,8 +31,9 @@ bool ProgressBar::enabled() {
   return on;
 }
 
-void ProgressBar::update(int64_t done, const std::string& fields) {
+void ProgressBar::update(int64_t done, const std::string& fields, double in_progress) {
   done_ = done;
+  in_progress_ = std::max(0.0, in_progress);
   draw(fields, false);
 }
 
@@ -48,10 +49,12 @@ void ProgressBar::draw(const std::string& fields, bool force) {
   if (!force && now - last_draw_ < std::chrono::milliseconds(100)) return;
   last_draw_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
-  const double rate = elapsed > 0 ? static_cast<double>(done_) / elapsed : 0;
-  const double eta = rate > 0 ? static_cast<double>(total_ - done_) / rate : 0;
+  const double progress =
+      std::min(static_cast<double>(done_) + in_progress_, static_cast<double>(total_));
+  const double rate = elapsed > 0 ? progress / elapsed : 0;
+  const double eta = rate > 0 ? (static_cast<double>(total_) - progress) / rate : 0;
   constexpr int kWidth = 24;
-  const int filled = static_cast<int>(kWidth * std::min<int64_t>(done_, total_) / total_);
+  const int filled = static_cast<int>(kWidth * progress / static_cast<double>(total_));
   std::string bar = std::string(filled, '#') + std::string(kWidth - filled, '.');
   fmt::print(stderr, "\r{} [{}] {}/{} {} {:.1f} {}/s {} {}\x1b[K", label_, bar, done_, total_,
              fields, rate, unit_, done_ >= total_ ? "took" : "ETA",

@@ -13,7 +13,8 @@ GaussianDiffusion::GaussianDiffusion(const DiffusionConfig& config, torch::Devic
       device_(device),
       schedule_f64_(NoiseSchedule::from_config(config)),
       schedule_(schedule_f64_.to(device)) {
-  if (config_.schedule == "learned") learned_ = LearnedSchedule(schedule_f64_.alphas_cumprod);
+  if (config_.schedule == Schedule::learned)
+    learned_ = LearnedSchedule(schedule_f64_.alphas_cumprod);
 }
 
 std::vector<torch::Tensor> GaussianDiffusion::parameters() const {
@@ -60,7 +61,7 @@ void GaussianDiffusion::refresh_schedule() {
 
 torch::Tensor GaussianDiffusion::network_input(const torch::Tensor& x_t,
                                                const torch::Tensor& t) const {
-  if (config_.prediction != "edm") return x_t;
+  if (config_.prediction != Prediction::edm) return x_t;
   const auto abar = extract(schedule_.alphas_cumprod, t);
   const double sd2 = config_.sigma_data * config_.sigma_data;
   return x_t * torch::rsqrt(1 - abar + abar * sd2);
@@ -133,8 +134,8 @@ ModelFn in_chunks(ModelFn model, int64_t max_batch) {
 
 torch::Tensor GaussianDiffusion::output_to_eps(const torch::Tensor& x_t, const torch::Tensor& t,
                                                const torch::Tensor& output) const {
-  if (config_.prediction == "v") return eps_from_v(x_t, t, output);
-  if (config_.prediction == "edm") {
+  if (config_.prediction == Prediction::v) return eps_from_v(x_t, t, output);
+  if (config_.prediction == Prediction::edm) {
     // eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar).
     return (x_t - extract(schedule_.sqrt_alphas_cumprod, t) * x0_from_edm(x_t, t, output)) /
            extract(schedule_.sqrt_one_minus_alphas_cumprod, t);
@@ -144,8 +145,8 @@ torch::Tensor GaussianDiffusion::output_to_eps(const torch::Tensor& x_t, const t
 
 torch::Tensor GaussianDiffusion::training_target(const torch::Tensor& x0, const torch::Tensor& t,
                                                  const torch::Tensor& noise) const {
-  if (config_.prediction == "v") return v_target(x0, t, noise);
-  if (config_.prediction == "edm") return edm_target(x0, t, noise);
+  if (config_.prediction == Prediction::v) return v_target(x0, t, noise);
+  if (config_.prediction == Prediction::edm) return edm_target(x0, t, noise);
   return noise;
 }
 
@@ -155,7 +156,7 @@ torch::Tensor GaussianDiffusion::loss_weights(const torch::Tensor& t) const {
   const auto snr = abar / (1 - abar);
   const auto clipped = snr.clamp_max(config_.min_snr_gamma);
   // For eps targets the MSE in x_0 is snr * MSE in eps; for v it is (snr + 1) / ... (sec. 3.4).
-  return config_.prediction == "v" ? clipped / (snr + 1) : clipped / snr;
+  return config_.prediction == Prediction::v ? clipped / (snr + 1) : clipped / snr;
 }
 
 torch::Tensor GaussianDiffusion::training_loss(const ModelFn& model, const torch::Tensor& x0,

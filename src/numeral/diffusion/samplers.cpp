@@ -36,36 +36,27 @@ void report(const SamplerOptions& o, int64_t index, int64_t steps, int64_t t,
 }  // namespace
 
 void SamplerOptions::validate(int64_t T) const {
-  NUMERAL_CHECK(name == "ddpm" || name == "ddim" || name == "dpm++2m",
-                "--sampler {}: expected ddpm, ddim or dpm++2m", name);
-  NUMERAL_CHECK(steps >= 0, "--steps {}: expected at least 1", steps);
-  NUMERAL_CHECK(resolved_steps(T) <= T, "--steps {}: at most T = {} for this model", steps, T);
-  NUMERAL_CHECK(eta >= 0 && std::isfinite(eta), "--eta {}: expected a number >= 0", eta);
-  NUMERAL_CHECK(variance == "posterior" || variance == "beta",
-                "--variance {}: expected posterior or beta", variance);
-  NUMERAL_CHECK(spacing == "linspace" || spacing == "trailing",
-                "sampler spacing {}: expected linspace or trailing", spacing);
+  NUMERAL_FIELD_CHECK(steps >= 0, "steps", "steps {}: expected at least 1", steps);
+  NUMERAL_FIELD_CHECK(resolved_steps(T) <= T, "steps", "steps {}: at most T = {} for this model",
+                      steps, T);
+  check_rule("eta", eta, at_least(0));
 }
 
 int64_t SamplerOptions::resolved_steps(int64_t T) const {
   if (steps > 0) return steps;
-  return name == "ddpm" ? T : std::min<int64_t>(25, T);
+  return name == SamplerName::ddpm ? T : std::min<int64_t>(25, T);
 }
 
-std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps, const std::string& spacing) {
+std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps, Spacing spacing) {
   NUMERAL_CHECK(steps >= 1 && steps <= T, "sampling_timesteps: steps must be in [1, {}], got {}", T,
                 steps);
   std::vector<int64_t> ts(steps);
-  if (spacing == "trailing") {
+  if (spacing == Spacing::trailing) {
     for (int64_t i = 0; i < steps; ++i) {
       ts[i] = std::llround(static_cast<double>((steps - i) * T) / static_cast<double>(steps)) - 1;
     }
     return ts;
   }
-  NUMERAL_CHECK(spacing == "linspace",
-                "sampling_timesteps: spacing {}: expected linspace or "
-                "trailing",
-                spacing);
   if (steps == 1) return {T - 1};
   for (int64_t i = 0; i < steps; ++i) {
     ts[i] = static_cast<int64_t>(
@@ -83,8 +74,29 @@ torch::Tensor randn_on(at::IntArrayRef shape, at::Generator& generator, torch::D
   return torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat)).to(device);
 }
 
+NoiseFn noise_from(at::Generator& generator) {
+  return [&generator](const torch::Tensor& like) {
+    return randn_on(like.sizes(), generator, like.device());
+  };
+}
+
+NoiseFn noise_in_parts(std::vector<at::Generator> generators, std::vector<int64_t> sizes) {
+  NUMERAL_CHECK(generators.size() == sizes.size() && !sizes.empty(),
+                "noise_in_parts: expected one size per generator");
+  return [generators = std::move(generators),
+          sizes = std::move(sizes)](const torch::Tensor& like) mutable {
+    std::vector<torch::Tensor> parts;
+    auto shape = like.sizes().vec();
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      shape[0] = sizes[i];
+      parts.push_back(randn_on(shape, generators[i], like.device()));
+    }
+    return torch::cat(parts);
+  };
+}
+
 torch::Tensor ddpm_sample(const NoiseSchedule& s, const Denoiser& denoiser, torch::Tensor x,
-                          const SamplerOptions& o, at::Generator& generator) {
+                          const SamplerOptions& o, const NoiseFn& noise) {
   const auto ts = sampling_timesteps(s.T, o.resolved_steps(s.T), o.spacing);
   const auto n = static_cast<int64_t>(ts.size());
   for (int64_t i = 0; i < n; ++i) {
@@ -99,15 +111,15 @@ torch::Tensor ddpm_sample(const NoiseSchedule& s, const Denoiser& denoiser, torc
     const double coef2 = (1 - abar_prev) * std::sqrt(1 - beta) / (1 - abar);
     x = coef1 * x0 + coef2 * x;
     if (t_prev >= 0) {
-      const double var = o.variance == "beta" ? beta : beta * (1 - abar_prev) / (1 - abar);
-      x = x + std::sqrt(var) * randn_on(x.sizes(), generator, x.device());
+      const double var = o.variance == Variance::beta ? beta : beta * (1 - abar_prev) / (1 - abar);
+      x = x + std::sqrt(var) * noise(x);
     }
   }
   return x;
 }
 
 torch::Tensor ddim_sample(const NoiseSchedule& s, const Denoiser& denoiser, torch::Tensor x,
-                          const SamplerOptions& o, at::Generator& generator) {
+                          const SamplerOptions& o, const NoiseFn& noise) {
   const auto ts = sampling_timesteps(s.T, o.resolved_steps(s.T), o.spacing);
   const auto n = static_cast<int64_t>(ts.size());
   for (int64_t i = 0; i < n; ++i) {
@@ -120,7 +132,7 @@ torch::Tensor ddim_sample(const NoiseSchedule& s, const Denoiser& denoiser, torc
     // DDIM eq. 12 and 16.
     const double sigma = o.eta * std::sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev));
     x = std::sqrt(abar_prev) * x0 + std::sqrt(std::max(0.0, 1 - abar_prev - sigma * sigma)) * eps;
-    if (sigma > 0) x = x + sigma * randn_on(x.sizes(), generator, x.device());
+    if (sigma > 0) x = x + sigma * noise(x);
   }
   return x;
 }
@@ -160,12 +172,24 @@ torch::Tensor dpm_solver_pp_2m_sample(const NoiseSchedule& s, const Denoiser& de
 
 torch::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser,
                      const torch::Tensor& x_T, const SamplerOptions& options,
-                     at::Generator& generator) {
+                     const NoiseFn& noise) {
   options.validate(schedule.T);
   torch::NoGradGuard no_grad;
-  if (options.name == "ddim") return ddim_sample(schedule, denoiser, x_T, options, generator);
-  if (options.name == "dpm++2m") return dpm_solver_pp_2m_sample(schedule, denoiser, x_T, options);
-  return ddpm_sample(schedule, denoiser, x_T, options, generator);
+  switch (options.name) {
+    case SamplerName::ddim:
+      return ddim_sample(schedule, denoiser, x_T, options, noise);
+    case SamplerName::dpmpp_2m:
+      return dpm_solver_pp_2m_sample(schedule, denoiser, x_T, options);
+    case SamplerName::ddpm:
+      break;
+  }
+  return ddpm_sample(schedule, denoiser, x_T, options, noise);
+}
+
+torch::Tensor sample(const NoiseSchedule& schedule, const Denoiser& denoiser,
+                     const torch::Tensor& x_T, const SamplerOptions& options,
+                     at::Generator& generator) {
+  return sample(schedule, denoiser, x_T, options, noise_from(generator));
 }
 
 }  // namespace numeral

@@ -8,51 +8,32 @@
 namespace numeral {
 
 void DiffusionConfig::validate() const {
-  NUMERAL_CHECK(timesteps >= 2, "diffusion: timesteps must be >= 2, got {}", timesteps);
-  NUMERAL_CHECK(schedule == "cosine" || schedule == "linear" || schedule == "linear-textbook" ||
-                    schedule == "learned",
-                "diffusion: unknown schedule '{}': expected cosine, linear, linear-textbook or "
-                "learned",
-                schedule);
-  NUMERAL_CHECK(prediction == "eps" || prediction == "v" || prediction == "edm",
-                "diffusion: unknown prediction '{}': expected eps, v or edm", prediction);
-  NUMERAL_CHECK(min_snr_gamma >= 0, "diffusion: min_snr_gamma must be >= 0, got {}", min_snr_gamma);
-  NUMERAL_CHECK(min_snr_gamma == 0 || prediction != "edm",
-                "diffusion: min_snr_gamma weights eps or v targets; edm has its own weighting");
-  NUMERAL_CHECK(sigma_data > 0, "diffusion: sigma_data must be > 0, got {}", sigma_data);
-  NUMERAL_CHECK(!(zero_terminal_snr && schedule == "learned"),
-                "diffusion: a learned schedule needs a finite terminal SNR; drop "
-                "--zero-terminal-snr");
-  NUMERAL_CHECK(!(zero_terminal_snr && prediction == "eps"),
-                "diffusion: zero terminal SNR makes x_0 unrecoverable from eps at t = T; use "
-                "--prediction v with --zero-terminal-snr");
-  NUMERAL_CHECK(cosine_s > 0, "diffusion: cosine_s must be > 0, got {}", cosine_s);
+  check_fields(*this);
+  NUMERAL_FIELD_CHECK(min_snr_gamma == 0 || prediction != Prediction::edm, "min_snr_gamma",
+                      "min_snr_gamma weights eps or v targets; prediction edm has its own "
+                      "weighting");
+  NUMERAL_FIELD_CHECK(!(zero_terminal_snr && schedule == Schedule::learned), "zero_terminal_snr",
+                      "zero_terminal_snr: a learned schedule needs a finite terminal SNR");
+  NUMERAL_FIELD_CHECK(!(zero_terminal_snr && prediction == Prediction::eps), "zero_terminal_snr",
+                      "zero_terminal_snr makes x_0 unrecoverable from eps at t = T; use prediction "
+                      "v with it");
 }
 
 void to_json(nlohmann::json& j, const DiffusionConfig& c) {
-  j = nlohmann::json{{"timesteps", c.timesteps},   {"schedule", c.schedule},
-                     {"cosine_s", c.cosine_s},     {"zero_terminal_snr", c.zero_terminal_snr},
-                     {"prediction", c.prediction}, {"min_snr_gamma", c.min_snr_gamma},
-                     {"sigma_data", c.sigma_data}};
+  j = fields_to_json(c);
 }
 
 void from_json(const nlohmann::json& j, DiffusionConfig& c) {
-  const DiffusionConfig d;
-  c.timesteps = j.value("timesteps", d.timesteps);
-  c.schedule = j.value("schedule", d.schedule);
-  c.cosine_s = j.value("cosine_s", d.cosine_s);
-  c.zero_terminal_snr = j.value("zero_terminal_snr", d.zero_terminal_snr);
-  c.prediction = j.value("prediction", d.prediction);
-  c.min_snr_gamma = j.value("min_snr_gamma", d.min_snr_gamma);
-  c.sigma_data = j.value("sigma_data", d.sigma_data);
+  fields_from_json(j, c, {"diffusion config"});
 }
 
 torch::Tensor make_betas(const DiffusionConfig& config) {
   config.validate();
   const auto T = config.timesteps;
   const auto f64 = torch::TensorOptions().dtype(torch::kDouble);
-  if (config.schedule == "linear" || config.schedule == "linear-textbook") {
-    const double scale = config.schedule == "linear" ? 1000.0 / static_cast<double>(T) : 1.0;
+  if (config.schedule == Schedule::linear || config.schedule == Schedule::linear_textbook) {
+    const double scale =
+        config.schedule == Schedule::linear ? 1000.0 / static_cast<double>(T) : 1.0;
     return torch::linspace(scale * 1e-4, std::min(scale * 0.02, 0.999), T, f64);
   }
   // Cosine (Nichol & Dhariwal 2021, eq. 17): abar(t) = f(t) / f(0),

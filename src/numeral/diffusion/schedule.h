@@ -6,21 +6,47 @@
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 
+#include "numeral/common/fields.h"
+
 namespace numeral {
 
-// How the forward process is configured; stored in every checkpoint.
-struct DiffusionConfig {
-  int64_t timesteps = 100;          // T >= 2
-  std::string schedule = "cosine";  // cosine | linear | linear-textbook | learned (from cosine)
-  double cosine_s = 0.008;          // cosine offset s (Nichol & Dhariwal eq. 17)
-  bool zero_terminal_snr = false;   // rescale so abar_T = 0 exactly (Lin et al. 2023); needs v
-  std::string prediction = "eps";   // eps | v | edm: what the network predicts
-  double min_snr_gamma = 0.0;       // Min-SNR-gamma loss weighting (Hang et al. 2023); 0 = off
-  double sigma_data = 0.5;          // EDM's sigma_data (Karras et al. 2022), for prediction edm
+enum class Schedule { cosine, linear, linear_textbook, learned };
+NUMERAL_ENUM_NAMES(Schedule, {Schedule::cosine, "cosine"}, {Schedule::linear, "linear"},
+                   {Schedule::linear_textbook, "linear-textbook"}, {Schedule::learned, "learned"});
+enum class Prediction { eps, v, edm };
+NUMERAL_ENUM_NAMES(Prediction, {Prediction::eps, "eps"}, {Prediction::v, "v"},
+                   {Prediction::edm, "edm"});
 
-  // Throws numeral::Error naming the field when the combination is invalid.
+// How the forward process is configured; stored in every checkpoint. Fields in describe() below.
+struct DiffusionConfig {
+  int64_t timesteps = 100;
+  Schedule schedule = Schedule::cosine;
+  double cosine_s = 0.008;
+  bool zero_terminal_snr = false;
+  Prediction prediction = Prediction::eps;
+  double min_snr_gamma = 0.0;
+  double sigma_data = 0.5;
+
+  // Throws FieldError naming the field when a value or the combination is invalid.
   void validate() const;
 };
+
+template <class V>
+void describe(DiffusionConfig& d, V& v) {
+  v("timesteps", d.timesteps, "diffusion steps T", at_least(2));
+  v("schedule", d.schedule,
+    "cosine, linear (rescaled to T), linear-textbook, or learned (starts as cosine; its shape is "
+    "trained to minimise the variance of the VLB, as in VDM)");
+  v("cosine_s", d.cosine_s, "cosine offset s (Nichol & Dhariwal eq. 17)", above(0));
+  v("zero_terminal_snr", d.zero_terminal_snr,
+    "rescale the schedule so abar_T = 0 (Lin et al. 2023; needs prediction v)");
+  v("prediction", d.prediction,
+    "what the network predicts: eps, v, or edm (EDM's preconditioned F)");
+  v("min_snr_gamma", d.min_snr_gamma, "Min-SNR-gamma loss weighting (Hang et al. 2023; 0 = off)",
+    at_least(0));
+  v("sigma_data", d.sigma_data, "EDM's sigma_data (Karras et al. 2022), for prediction edm",
+    above(0));
+}
 
 void to_json(nlohmann::json& j, const DiffusionConfig& c);
 void from_json(const nlohmann::json& j, DiffusionConfig& c);

@@ -20,7 +20,7 @@
 #include "numeral/eval/classifier.h"
 #include "numeral/eval/evaluate.h"
 #include "numeral/eval/report.h"
-#include "numeral/generate/generate.h"
+#include "numeral/inference/generate.h"
 #include "numeral/io/image.h"
 #include "numeral/train/trainer.h"
 

@@ -8,6 +8,7 @@
 #include "numeral/common/format.h"
 #include "numeral/common/progress.h"
 #include "numeral/data/idx.h"
+#include "numeral/inference/pipeline.h"
 #include "numeral/io/plot.h"
 
 namespace numeral {
@@ -157,19 +158,22 @@ SampleSet load_idx_samples(const std::filesystem::path& images,
 
 SampleSet generate_samples(const TrainedModel& model, int64_t n, const GenerateOptions& requested,
                            const std::function<void(int64_t done)>& on_batch) {
-  const GenerateOptions options = options_for(model, requested);
   NUMERAL_CHECK(n >= 1, "--samples {}: expected at least 1", n);
+  const Pipeline pipeline(model, execution_of(requested));
+  const GenerateRequest request = pipeline.resolve(request_of(requested));
+  GenerateObserver observer;
+  if (on_batch) observer.on_images = [&](int64_t done, int64_t /*total*/) { on_batch(done); };
   SampleSet s;
   s.labels = balanced_labels(n, model.config.model.num_classes);
   const auto start = std::chrono::steady_clock::now();
-  s.images = generate(model.model, model.diffusion, s.labels, options, on_batch);
+  s.images = pipeline.generate_labels(s.labels, request, observer);
   s.seconds = seconds_since(start);
   s.generated = true;
   s.source = model.path.string();
-  s.sampler = options.sampler.name;
-  s.steps = options.sampler.resolved_steps(model.diffusion->T());
-  s.guidance = options.guidance;
-  s.seed = options.seed;
+  s.sampler = to_string(request.sampler.name);
+  s.steps = request.sampler.resolved_steps(model.diffusion->T());
+  s.guidance = request.w;
+  s.seed = request.seed;
   return s;
 }
 

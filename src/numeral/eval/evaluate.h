@@ -14,7 +14,7 @@
 #include "numeral/data/dataset.h"
 #include "numeral/eval/classifier.h"
 #include "numeral/eval/metrics.h"
-#include "numeral/generate/generate.h"
+#include "numeral/inference/generate.h"
 #include "numeral/io/image.h"
 #include "numeral/model/config.h"
 #include "numeral/train/trainer.h"

@@ -9,6 +9,7 @@
 #include "numeral/diffusion/guidance.h"
 #include "numeral/eval/evaluate.h"
 #include "numeral/eval/metrics.h"
+#include "numeral/inference/pipeline.h"
 #include "numeral/io/plot.h"
 
 namespace numeral {
@@ -66,20 +67,19 @@ std::vector<std::vector<std::optional<double>>> popout_crossings(
 
 PopoutResult popout(const TrainedModel& model, DigitClassifier& classifier, int64_t per_class,
                     const GenerateOptions& requested) {
-  const GenerateOptions options = options_for(model, requested);
   const auto& cfg = model.config.model;
   NUMERAL_CHECK(per_class >= 1, "--per-class {}: expected at least 1", per_class);
-  NUMERAL_CHECK(options.batch_size >= 1, "--batch-size {}: expected at least 1",
-                options.batch_size);
   NUMERAL_CHECK(cfg.image_size == classifier->config().image_size &&
                     cfg.image_channels == classifier->config().image_channels,
                 "{} makes {}x{}x{} images but the classifier reads {}x{}x{}", model.path.string(),
                 cfg.image_size, cfg.image_size, cfg.image_channels, classifier->config().image_size,
                 classifier->config().image_size, classifier->config().image_channels);
-  options.sampler.validate(model.diffusion->T());
+  const Pipeline pipeline(model, execution_of(requested));
+  const GenerateRequest request = pipeline.resolve(request_of(requested));
+  const int64_t batch_size = pipeline.execution().batch_size;
   const auto start = std::chrono::steady_clock::now();
   const int64_t k = cfg.num_classes, n = per_class * k;
-  const int64_t steps = options.sampler.resolved_steps(model.diffusion->T());
+  const int64_t steps = request.sampler.resolved_steps(model.diffusion->T());
   const auto labels = balanced_labels(n, k);
 
   PopoutResult r;
@@ -96,39 +96,28 @@ PopoutResult popout(const TrainedModel& model, DigitClassifier& classifier, int6
       r.strip_fractions.push_back(static_cast<double>(index) / steps);
     }
   }
-  const bool want_strip = options.batch_size >= k;
+  const bool want_strip = batch_size >= k;
   std::vector<torch::Tensor> strip(strip_columns.size());
 
   auto sums = torch::zeros({steps, k}, torch::kDouble);
-  torch::NoGradGuard no_grad;
-  UNet unet = model.model;  // a handle to the same module, usable non-const
-  unet->eval();
-  const auto device = unet->parameters().front().device();
-  for (int64_t first = 0, b = 0; first < n; first += options.batch_size, ++b) {
-    const int64_t last = std::min(n, first + options.batch_size);
-    // The same seeding as generate(): these trajectories end in the images it would make.
-    auto gen = make_generator(batch_seed(options.seed, b));
-    const auto y_cpu = labels.slice(0, first, last);
-    const auto y = y_cpu.to(device);
-    const auto x_T =
-        randn_on({last - first, cfg.image_channels, cfg.image_size, cfg.image_size}, gen, device);
-    const auto denoiser = guided_denoiser(unet, model.diffusion, y, options);
-    SamplerOptions sampler = options.sampler;
-    sampler.on_step = [&](const SamplerStep& s) {
-      NUMERAL_CHECK(s.index >= 0 && s.index < steps, "popout: the sampler reported step {} of {}",
-                    s.index, steps);
-      const auto x0 = s.x0.clamp(-1.0, 1.0);
-      const auto probs = torch::softmax(classify(classifier, x0).logits.to(torch::kDouble), 1);
-      const auto p = probs.gather(1, y_cpu.unsqueeze(1)).squeeze(1);  // [B]
-      sums[s.index].index_add_(0, y_cpu, p);
-      r.timesteps[s.index] = s.t;
-      const auto column = strip_columns.find(s.index);
-      if (b == 0 && want_strip && column != strip_columns.end()) {
-        strip[column->second] = x0.slice(0, 0, k).to(torch::kCPU);
-      }
-    };
-    sample(model.diffusion->schedule_f64(), denoiser, x_T, sampler, gen);
-  }
+  // The trajectories of the images generate() makes for these labels, watched step by step.
+  GenerateObserver observer;
+  observer.on_step = [&](const StepEvent& e) {
+    const SamplerStep& s = e.step;
+    NUMERAL_CHECK(s.index >= 0 && s.index < steps, "popout: the sampler reported step {} of {}",
+                  s.index, steps);
+    const auto y_cpu = labels.slice(0, e.start, e.start + s.x0.size(0));
+    const auto x0 = s.x0.clamp(-1.0, 1.0);
+    const auto probs = torch::softmax(classify(classifier, x0).logits.to(torch::kDouble), 1);
+    const auto p = probs.gather(1, y_cpu.unsqueeze(1)).squeeze(1);  // [B]
+    sums[s.index].index_add_(0, y_cpu, p);
+    r.timesteps[s.index] = s.t;
+    const auto column = strip_columns.find(s.index);
+    if (e.batch == 0 && want_strip && column != strip_columns.end()) {
+      strip[column->second] = x0.slice(0, 0, k).to(torch::kCPU);
+    }
+  };
+  pipeline.generate_labels(labels, request, observer);
   const auto counts = torch::bincount(labels, {}, k).to(torch::kDouble);
   const auto curves = (sums / counts.unsqueeze(0)).t().contiguous();  // [K, steps]
   for (int64_t c = 0; c < k; ++c) {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "numeral/eval/classifier.h"
-#include "numeral/generate/generate.h"
+#include "numeral/inference/generate.h"
 #include "numeral/io/image.h"
 #include "numeral/train/trainer.h"
 

@@ -13,7 +13,7 @@
 #include "numeral/data/dataset.h"
 #include "numeral/diffusion/guidance.h"
 #include "numeral/diffusion/samplers.h"
-#include "numeral/train/trainer.h"
+#include "numeral/inference/trained_model.h"
 
 namespace numeral {
 namespace {

@@ -12,7 +12,7 @@
 
 #include "numeral/common/fs.h"
 #include "numeral/diffusion/gaussian_diffusion.h"
-#include "numeral/generate/generate.h"
+#include "numeral/inference/generate.h"
 #include "numeral/model/unet.h"
 
 namespace numeral {

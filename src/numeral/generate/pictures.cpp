@@ -170,23 +170,21 @@ Image noise_strip(const NoiseProgression& progression, const std::vector<std::st
   return title.empty() ? strip : add_title(strip, title, kTextScale);
 }
 
-Trajectory record_trajectory(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
-                             const torch::Tensor& labels, const GenerateOptions& options) {
-  NUMERAL_CHECK(labels.dim() == 1 && labels.size(0) > 0, "trajectory: expected [B] labels");
-  NUMERAL_CHECK(labels.size(0) <= options.batch_size,
-                "trajectory: {} images do not fit one batch of --batch-size {}", labels.size(0),
-                options.batch_size);
+Trajectory record_trajectory(const Pipeline& pipeline, const GenerateRequest& request) {
+  const GenerateRequest r = pipeline.resolve(request);
+  const int64_t count = r.count(pipeline.num_classes());
+  NUMERAL_CHECK(count <= pipeline.execution().batch_size,
+                "trajectory: {} images do not fit one batch of batch_size {}", count,
+                pipeline.execution().batch_size);
   Trajectory trajectory;
   std::vector<torch::Tensor> x_t, x0;
-  GenerateOptions o = options;
-  const auto user_on_step = options.sampler.on_step;
-  o.sampler.on_step = [&](const SamplerStep& step) {
-    if (user_on_step) user_on_step(step);
-    trajectory.t.push_back(step.t);
-    x_t.push_back(from_model_range(step.x_t.to(torch::kCPU)));
-    x0.push_back(from_model_range(step.x0.to(torch::kCPU)));
+  GenerateObserver observer;
+  observer.on_step = [&](const StepEvent& e) {
+    trajectory.t.push_back(e.step.t);
+    x_t.push_back(from_model_range(e.step.x_t.to(torch::kCPU)));
+    x0.push_back(from_model_range(e.step.x0.to(torch::kCPU)));
   };
-  const auto result = from_model_range(generate_batch(model, diffusion, labels, o, /*batch=*/0));
+  const auto result = from_model_range(pipeline.generate(r, observer).images);
   x_t.push_back(result);
   x0.push_back(result);
   trajectory.x_t = torch::stack(x_t);

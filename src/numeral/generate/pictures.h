@@ -12,10 +12,10 @@
 
 #include "numeral/diffusion/gaussian_diffusion.h"
 #include "numeral/diffusion/schedule.h"
-#include "numeral/generate/generate.h"
+#include "numeral/inference/generate.h"
+#include "numeral/inference/pipeline.h"
 #include "numeral/io/image.h"
 #include "numeral/model/unet.h"
-#include "numeral/train/trainer.h"
 
 namespace numeral {
 
@@ -75,11 +75,10 @@ struct Trajectory {
   int64_t steps() const { return static_cast<int64_t>(t.size()); }
 };
 
-// Runs batch 0 of generate(model, diffusion, labels, options) (so with labels.size(0) <=
-// options.batch_size the result is what `numeral sample` makes with the same seed), recording x_t
-// and the x_0 estimate at every step through SamplerOptions::on_step.
-Trajectory record_trajectory(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
-                             const torch::Tensor& labels, const GenerateOptions& options);
+// Runs `request` (one batch: at most the pipeline's batch_size images, so the result is what
+// `numeral sample` makes with the same seed), recording x_t and the x_0 estimate at every step
+// through the pipeline's observer.
+Trajectory record_trajectory(const Pipeline& pipeline, const GenerateRequest& request);
 
 // `frames` positions evenly spaced from 0 (pure noise, before the first step) to `steps` (the
 // result), rounded and deduplicated; at least 2 frames.

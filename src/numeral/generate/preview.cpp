@@ -4,8 +4,8 @@
 
 #include <algorithm>
 
-#include "numeral/generate/generate.h"
 #include "numeral/generate/pictures.h"
+#include "numeral/inference/generate.h"
 
 namespace numeral {
 
@@ -25,8 +25,8 @@ void PreviewWriter::write(UNet model, std::shared_ptr<GaussianDiffusion> diffusi
   std::vector<int64_t> classes(num_classes_);
   for (int64_t c = 0; c < num_classes_; ++c) classes[c] = c;
   GenerateOptions options;
-  options.sampler.name = "ddim";  // previews should be cheap: 25 deterministic steps,
-  options.guidance = 0;           // one network call each: the raw conditional model
+  options.sampler.name = SamplerName::ddim;  // previews should be cheap: 25 deterministic steps,
+  options.guidance = 0;                      // one network call each: the raw conditional model
   options.seed = 1234;
   const auto images = generate(model, diffusion, repeat_labels(classes, per_class_), options);
   GridLabels labels;

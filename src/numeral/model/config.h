@@ -6,28 +6,47 @@
 #include <string>
 #include <vector>
 
+#include "numeral/common/fields.h"
+
 namespace numeral {
 
-// Configuration of the noise-predicting U-Net.
+// Configuration of the noise-predicting U-Net; fields in describe() below.
 struct UNetConfig {
-  int64_t image_size = 28;                        // square images: 28 (MNIST), 32, 64, ...
-  int64_t image_channels = 1;                     // 1 (grey) or 3 (RGB)
-  std::vector<int64_t> channels = {64, 64, 128};  // width per level; resolution halves per level
-  int64_t time_embed_dim = 128;   // sinusoidal features of t and the time MLP's width
-  int64_t class_embed_dim = 128;  // hidden width of the class EmbedBlock
-  int64_t num_classes = 10;       // labels 0..num_classes-1; kNullLabel = unconditional
-  int64_t groups = 8;             // GroupNorm groups (must divide every width)
-  bool attention = false;         // self-attention at the lowest resolution
-  int64_t attention_heads = 4;    // heads of that attention (must divide its width)
-  // The network also takes the guidance weight w as an input, so one call gives the guided
-  // prediction: a distilled student (Meng et al. 2023, sec. 4.1). False for a trained model.
+  int64_t image_size = 28;
+  int64_t image_channels = 1;
+  std::vector<int64_t> channels = {64, 64, 128};
+  int64_t time_embed_dim = 128;
+  int64_t class_embed_dim = 128;
+  int64_t num_classes = 10;
+  int64_t groups = 8;
+  bool attention = false;
+  int64_t attention_heads = 4;
   bool guidance_input = false;
 
-  // Throws numeral::Error naming the field when the combination cannot be built.
+  // Throws FieldError naming the field when the combination cannot be built.
   void validate() const;
   // Resolution at the bottleneck: image_size / 2^(levels - 1).
   int64_t bottleneck_size() const;
 };
+
+template <class V>
+void describe(UNetConfig& m, V& v) {
+  v("image_size", m.image_size, "image height and width in pixels", at_least(4));
+  v("image_channels", m.image_channels, "1 (grey) or 3 (RGB)", between(1, 4));
+  v("channels", m.channels, "U-Net width per level, e.g. 64,64,128; resolution halves per level",
+    at_least(1));
+  v("time_embed_dim", m.time_embed_dim, "sinusoidal time features and the time MLP's width",
+    at_least(2));
+  v("class_embed_dim", m.class_embed_dim, "hidden width of the class EmbedBlock", at_least(1));
+  v("num_classes", m.num_classes, "number of labels", at_least(1));
+  v("groups", m.groups, "GroupNorm groups (must divide every width)", at_least(1));
+  v("attention", m.attention, "self-attention at the lowest resolution");
+  v("attention_heads", m.attention_heads, "heads of that attention (must divide its width)",
+    at_least(1));
+  // A distilled student also takes the guidance weight w as an input, so one call gives the guided
+  // prediction (Meng et al. 2023, sec. 4.1); set by `numeral distill`, never a flag.
+  v("guidance_input", m.guidance_input, "the network takes the guidance weight w as an input");
+}
 
 void to_json(nlohmann::json& j, const UNetConfig& c);
 void from_json(const nlohmann::json& j, UNetConfig& c);

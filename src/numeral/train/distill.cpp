@@ -38,7 +38,7 @@ void check_teacher(const TrainedModel& teacher, const DistillConfig& distill) {
   NUMERAL_CHECK(teacher.student_steps == 0,
                 "{} is a distilled student ({} steps); distil from a trained model (numeral train)",
                 teacher.path.string(), teacher.student_steps);
-  NUMERAL_CHECK(teacher.config.diffusion.schedule != "learned",
+  NUMERAL_CHECK(teacher.config.diffusion.schedule != Schedule::learned,
                 "{}: distilling a learned noise schedule is not supported; use a model trained "
                 "with a fixed --schedule",
                 teacher.path.string());

@@ -20,7 +20,7 @@ constexpr const char* kCheckpointFile = "checkpoint.safetensors";
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& c,
                                                         std::vector<torch::Tensor> params) {
-  if (c.optimizer == "adam") {
+  if (c.optimizer == Optimizer::adam) {
     return std::make_unique<torch::optim::Adam>(
         params, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
   }
@@ -65,22 +65,6 @@ class AutocastGuard {
 };
 
 }  // namespace
-
-void to_json(nlohmann::json& j, const EpochStats& s) {
-  j = nlohmann::json{{"epoch", s.epoch},        {"step", s.step}, {"train_loss", s.train_loss},
-                     {"val_loss", s.val_loss},  {"lr", s.lr},     {"images_per_s", s.images_per_s},
-                     {"elapsed_s", s.elapsed_s}};
-}
-
-void from_json(const nlohmann::json& j, EpochStats& s) {
-  s.epoch = j.at("epoch");
-  s.step = j.at("step");
-  s.train_loss = j.at("train_loss");
-  s.val_loss = j.at("val_loss");
-  s.lr = j.at("lr");
-  s.images_per_s = j.at("images_per_s");
-  s.elapsed_s = j.at("elapsed_s");
-}
 
 Trainer::Trainer(RunConfig config, TrainerOptions options)
     : config_(std::move(config)), options_(std::move(options)) {
@@ -178,10 +162,10 @@ double Trainer::learning_rate(int64_t step) const {
   const int64_t cycle = objective_->cycle_steps();
   if (cycle > 0) step %= cycle;
   if (step < c.warmup_steps) return c.lr * static_cast<double>(step + 1) / c.warmup_steps;
-  if (c.lr_schedule == "constant") return c.lr;
+  if (c.lr_schedule == LrSchedule::constant) return c.lr;
   const double span = std::max<int64_t>(1, (cycle > 0 ? cycle : planned_steps_) - c.warmup_steps);
   const double p = std::min(1.0, static_cast<double>(step - c.warmup_steps) / span);
-  if (c.lr_schedule == "linear") return c.lr + (c.lr_min - c.lr) * p;
+  if (c.lr_schedule == LrSchedule::linear) return c.lr + (c.lr_min - c.lr) * p;
   return c.lr_min + (c.lr - c.lr_min) * 0.5 * (1 + std::cos(M_PI * p));
 }
 
@@ -419,80 +403,6 @@ DataOptions data_options_of(const TrainConfig& tc) {
   data.val_fraction = tc.val_fraction;
   data.split_seed = tc.split_seed;
   return data;
-}
-
-TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device, bool ema) {
-  TrainedModel m;
-  m.path = resolve_checkpoint_path(path);
-  const Checkpoint c =
-      load_checkpoint(m.path, std::vector<std::string>{kDiffusionKind, kStudentKind});
-  try {
-    m.config = c.config.get<RunConfig>();
-    m.config.model.validate();
-    m.config.diffusion.validate();
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: corrupt checkpoint config: {}", m.path.string(), e.what());
-  }
-  m.model = UNet(m.config.model);
-  load_module_state(*m.model, c.tensors, ema ? "ema." : "model.", m.path.string());
-  m.model->to(device);
-  m.model->eval();
-  m.diffusion = std::make_shared<GaussianDiffusion>(m.config.diffusion, device);
-  m.diffusion->load_schedule_state(c.tensors, m.path.string());
-  m.state = c.state;
-  if (c.kind == kStudentKind) {
-    m.student_steps = c.state.value("student_steps", int64_t{0});
-    NUMERAL_CHECK(m.student_steps >= 1 && m.config.model.guidance_input,
-                  "{}: corrupt student checkpoint: no sampling steps or no guidance input",
-                  m.path.string());
-  }
-  return m;
-}
-
-TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
-                                 const std::string& dtype) {
-  const std::map<std::string, torch::ScalarType> kDtypes = {
-      {"float32", torch::kFloat}, {"float16", torch::kHalf}, {"bfloat16", torch::kBFloat16}};
-  NUMERAL_CHECK(kDtypes.count(dtype), "export dtype {}: expected float32, float16 or bfloat16",
-                dtype);
-  TrainedModel source = load_trained_model(from, torch::kCPU);
-  const Checkpoint full =
-      load_checkpoint(source.path, std::vector<std::string>{kDiffusionKind, kStudentKind});
-  Checkpoint slim;
-  slim.kind = full.kind;
-  slim.config = full.config;
-  slim.state = {{"step", full.state.value("step", 0)},
-                {"history", full.state.value("history", nlohmann::json::array())},
-                {"exported_from", source.path.string()},
-                {"weights_dtype", dtype}};
-  for (const char* key : {"val_fingerprint", "train_fingerprint", "student_steps"}) {
-    if (full.state.contains(key)) slim.state[key] = full.state[key];
-  }
-  for (const auto& [name, tensor] : full.tensors) {
-    if (name.rfind("ema.", 0) == 0) {
-      const bool weights = tensor.is_floating_point();
-      slim.tensors.emplace(name, weights ? tensor.to(kDtypes.at(dtype)) : tensor);
-    } else if (name.rfind("schedule.", 0) == 0) {
-      slim.tensors.emplace(name, tensor);  // a learned schedule stays in float64
-    }
-  }
-  save_checkpoint(to, slim);
-  load_trained_model(to, torch::kCPU);  // the exported file must load for sampling
-  return source;
-}
-
-ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, double guidance) {
-  const bool student = model->config().guidance_input;
-  return [model, diffusion, guidance, student](const torch::Tensor& x, const torch::Tensor& t,
-                                               const torch::Tensor& y) mutable {
-    return diffusion->predict_eps(
-        [&](const torch::Tensor& input, const torch::Tensor& time, const torch::Tensor& labels) {
-          if (!student) return model->forward(input, time, labels);
-          return model->forward(input, time, labels,
-                                torch::full({input.size(0)}, guidance, input.options()));
-        },
-        x, t, y);
-  };
 }
 
 }  // namespace numeral

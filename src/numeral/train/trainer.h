@@ -12,18 +12,15 @@
 
 #include "numeral/data/dataset.h"
 #include "numeral/diffusion/gaussian_diffusion.h"
+#include "numeral/inference/run_config.h"
+#include "numeral/inference/trained_model.h"
 #include "numeral/model/unet.h"
-#include "numeral/train/config.h"
 #include "numeral/train/ema.h"
 
 namespace numeral {
 
 class RunDirLock;
 struct Checkpoint;
-
-// The checkpoint kinds of a trained diffusion model and of a distilled student (train/distill.h).
-constexpr const char* kDiffusionKind = "diffusion";
-constexpr const char* kStudentKind = "student";
 
 // What a training step minimises. The trainer owns the data, the optimiser, the EMA, the loop, the
 // checkpoints and the log; an Objective turns a batch into a loss. The diffusion loss
@@ -63,20 +60,6 @@ class DiffusionObjective : public Objective {
  private:
   std::shared_ptr<GaussianDiffusion> diffusion_;
 };
-
-// One line of the run's log.jsonl.
-struct EpochStats {
-  int64_t epoch = 0;        // 1-based
-  int64_t step = 0;         // optimiser steps so far
-  double train_loss = 0;    // mean over the epoch's steps
-  double val_loss = 0;      // EMA model on the fixed held-out batch (same noise every epoch)
-  double lr = 0;            // learning rate at the epoch's end
-  double images_per_s = 0;  // training throughput over the epoch
-  double elapsed_s = 0;     // wall time since the run started (across resumes)
-};
-
-void to_json(nlohmann::json& j, const EpochStats& s);
-void from_json(const nlohmann::json& j, EpochStats& s);
 
 // How to run the trainer (not part of the stored config).
 struct TrainerOptions {
@@ -158,34 +141,7 @@ class Trainer {
 // Classifier-free guidance training: replaces each label by kNullLabel with probability p.
 torch::Tensor drop_labels(const torch::Tensor& labels, double p, at::Generator& generator);  // [B]
 
-// A trained diffusion model loaded for sampling: the EMA weights and the configs.
-struct TrainedModel {
-  RunConfig config;
-  UNet model{nullptr};  // EMA weights, eval mode, on the device
-  std::shared_ptr<GaussianDiffusion> diffusion;
-  nlohmann::json state;  // step, history, ...
-  std::filesystem::path path;
-  int64_t student_steps = 0;  // a distilled student's sampling steps; 0 for a trained model
-};
-
 // The data and seeded split a run trains on (its --data, --val-fraction and --split-seed).
 DataOptions data_options_of(const TrainConfig& tc);
-
-// Loads a diffusion checkpoint or a distilled student's (a file or a run directory) onto `device`.
-// Use ema=false for the raw (non-averaged) weights.
-TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device,
-                                bool ema = true);
-
-// Writes a sampling-only copy of a diffusion checkpoint to `to`: the EMA weights (as `dtype`:
-// float32, float16 or bfloat16), a learned schedule, the config, the step, the history and the
-// data fingerprints; no raw weights, optimiser or RNG state (about a quarter of a checkpoint in
-// float32). Checks that the copy loads, and returns the source as loaded.
-TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
-                                 const std::string& dtype = "float32");
-
-// A ModelFn returning predicted noise from a model, whatever it was trained to predict. A student
-// (config.guidance_input) is given the guidance weight `guidance` on every call; a trained model
-// ignores it (guidance is then classifier_free_guidance's job).
-ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, double guidance = 0);
 
 }  // namespace numeral

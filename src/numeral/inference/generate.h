@@ -1,5 +1,6 @@
 #pragma once
-// Generating images from a trained model: the sampler, guidance and seeding put together.
+// The generation engine under the Pipeline (inference/pipeline.h): the sampler, guidance and
+// seeding put together, one batch at a time.
 #include <torch/torch.h>
 
 #include <functional>
@@ -7,18 +8,11 @@
 
 #include "numeral/diffusion/gaussian_diffusion.h"
 #include "numeral/diffusion/samplers.h"
+#include "numeral/inference/request.h"
+#include "numeral/inference/trained_model.h"
 #include "numeral/model/unet.h"
-#include "numeral/train/trainer.h"
 
 namespace numeral {
-
-// The guidance weight w used when none is given (numeral sample, trajectory, eval, eval augment).
-// Chosen by `numeral eval sweep` on the shipped model (README, "Choosing the guidance weight"):
-// w = 0.25 gives the lowest classifier-FID of the sweep and within-class diversity 0.95 of real
-// digits', with an accuracy close to the judge's own on real digits (98.45% against 98.95%);
-// w = 0 draws the wrong digit about once in 25, and every w above 0.25 buys accuracy with FID and
-// diversity.
-constexpr double kDefaultGuidance = 0.25;
 
 // How to generate: the sampler, the guidance weight and the seed.
 struct GenerateOptions {
@@ -32,6 +26,15 @@ struct GenerateOptions {
   // cache a larger call overflows) and the whole batch on an accelerator (0). Throws when < 0.
   int64_t resolved_forward_batch(const torch::Device& device) const;
 };
+
+// The engine's options for a request executed with `execution`.
+GenerateOptions generate_options(const GenerateRequest& request, const ExecutionOptions& execution);
+
+// The request part of engine options: sampler, w and seed (classes and per_class left empty).
+GenerateRequest request_of(const GenerateOptions& options);
+
+// The execution part of engine options: batch_size and forward_batch.
+ExecutionOptions execution_of(const GenerateOptions& options);
 
 // The model as generate() calls it: predicted noise, options.resolved_forward_batch images per
 // call. The images do not depend on the call size beyond float rounding.

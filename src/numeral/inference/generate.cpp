@@ -1,10 +1,10 @@
-#include "numeral/generate/generate.h"
+#include "numeral/inference/generate.h"
 
 #include <cmath>
 
 #include "numeral/common/error.h"
 #include "numeral/diffusion/guidance.h"
-#include "numeral/train/trainer.h"
+#include "numeral/inference/trained_model.h"
 
 namespace numeral {
 
@@ -16,6 +16,30 @@ int64_t GenerateOptions::resolved_forward_batch(const torch::Device& device) con
   NUMERAL_CHECK(forward_batch >= 0, "--forward-batch {}: expected 0 (auto) or more", forward_batch);
   if (forward_batch > 0) return forward_batch;
   return device.is_cpu() ? kCpuForwardBatch : 0;
+}
+
+GenerateOptions generate_options(const GenerateRequest& request,
+                                 const ExecutionOptions& execution) {
+  GenerateOptions o;
+  o.sampler = request.sampler;
+  o.guidance = request.w;
+  o.seed = request.seed;
+  o.batch_size = execution.batch_size;
+  o.forward_batch = execution.forward_batch;
+  return o;
+}
+
+GenerateRequest request_of(const GenerateOptions& options) {
+  GenerateRequest r;
+  r.sampler = options.sampler;
+  r.sampler.on_step = nullptr;
+  r.w = options.guidance;
+  r.seed = options.seed;
+  return r;
+}
+
+ExecutionOptions execution_of(const GenerateOptions& options) {
+  return {options.batch_size, options.forward_batch};
 }
 
 ModelFn sampling_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
@@ -30,15 +54,19 @@ GenerateOptions options_for(const TrainedModel& model, GenerateOptions requested
   const int64_t n = model.student_steps;
   SamplerOptions& s = requested.sampler;
   const bool default_sampler = s.name == SamplerOptions{}.name && s.steps == 0;
-  NUMERAL_CHECK(
-      default_sampler || (s.name == "ddim" && (s.steps == 0 || s.steps == n) && s.eta == 0),
-      "{} is a distilled student: it samples only with DDIM at its {} steps (asked for "
-      "{} with {} steps, eta {}); drop --sampler, --steps and --eta",
-      model.path.string(), n, s.name, s.resolved_steps(model.diffusion->T()), s.eta);
-  s.name = "ddim";
+  const bool own = s.name == SamplerName::ddim && (s.steps == 0 || s.steps == n);
+  NUMERAL_FIELD_CHECK(default_sampler || own, s.name != SamplerName::ddim ? "sampler" : "steps",
+                      "{} {}: a distilled student samples only with ddim at its {} steps (asked "
+                      "for {} with {} steps); leave sampler and steps out",
+                      s.name != SamplerName::ddim ? "sampler" : "steps",
+                      s.name != SamplerName::ddim ? to_string(s.name) : std::to_string(s.steps), n,
+                      s.name, s.resolved_steps(model.diffusion->T()));
+  NUMERAL_FIELD_CHECK(s.eta == 0, "eta",
+                      "eta {}: a distilled student samples deterministically (eta 0)", s.eta);
+  s.name = SamplerName::ddim;
   s.steps = n;
   s.eta = 0;
-  s.spacing = "trailing";
+  s.spacing = Spacing::trailing;
   return requested;
 }
 
@@ -48,9 +76,8 @@ Denoiser guided_denoiser(UNet model, std::shared_ptr<GaussianDiffusion> diffusio
   if (!model->config().guidance_input) {
     return classifier_free_guidance(eps, labels, options.guidance);
   }
-  NUMERAL_CHECK(std::isfinite(options.guidance),
-                "guidance weight w must be a finite number, got {}", options.guidance);
-  NUMERAL_CHECK(options.sampler.spacing == "trailing",
+  check_rule("w", options.guidance, finite());
+  NUMERAL_CHECK(options.sampler.spacing == Spacing::trailing,
                 "generate: a distilled student samples on its trailing grid (see options_for)");
   return
       [eps, labels](const torch::Tensor& x, const torch::Tensor& t) { return eps(x, t, labels); };

@@ -1,0 +1,113 @@
+// `numeral serve`: keep a model loaded and answer a web page and a JSON API (serve/server.h).
+// SIGINT and SIGTERM drain: no new connections, the accepted requests finish, then exit 0; a
+// second signal ends the process at once.
+#include <fmt/core.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <optional>
+#include <thread>
+
+#include "numeral/cli.h"
+#include "numeral/common/error.h"
+#include "numeral/common/runtime.h"
+#include "numeral/common/signals.h"
+#include "numeral/data/dataset.h"
+#include "numeral/serve/server.h"
+#include "options.h"
+#include "sampling.h"
+
+namespace numeral::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ServeCommand {
+  RuntimeOptions runtime;
+  std::string checkpoint;  // "" = the shipped model
+  serve::ServerOptions server;
+};
+
+// models/mnist.safetensors beside the working directory, or beside the binary's source tree
+// (build/numeral -> models/).
+fs::path shipped_model() {
+  std::vector<fs::path> candidates = {fs::path("models") / "mnist.safetensors"};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    candidates.push_back(exe.parent_path() / "models" / "mnist.safetensors");
+    candidates.push_back(exe.parent_path().parent_path() / "models" / "mnist.safetensors");
+  }
+  for (const auto& c : candidates) {
+    if (fs::is_regular_file(c)) return c;
+  }
+  fail(
+      "serve: no --checkpoint and no shipped model at models/mnist.safetensors (looked in the "
+      "working directory and beside the binary)");
+}
+
+// The held-out digits of the model's own data, for /api/forward; none (with a warning) when the
+// data is not on this machine.
+std::optional<serve::ForwardSource> forward_source(const TrainedModel& model) {
+  DataOptions data;
+  data.data = model.config.train.data;
+  data.val_fraction = model.config.train.val_fraction;
+  data.split_seed = model.config.train.split_seed;
+  try {
+    DataSplit split = load_data(data);
+    return serve::ForwardSource{std::move(split.val), split.name + " (held out)"};
+  } catch (const Error& e) {
+    fmt::print(stderr, "numeral serve: warning: no real digits for the forward process: {}\n",
+               e.what());
+    return std::nullopt;
+  }
+}
+
+void run(ServeCommand& cmd) {
+  // Signals wait for sigwait below: every thread started from here on inherits the block.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const std::string checkpoint = cmd.checkpoint.empty() ? shipped_model().string() : cmd.checkpoint;
+  ExecutionOptions execution;
+  execution.batch_size = cmd.server.max_images;  // any request, or several sharing, is one batch
+  Pipeline pipeline = open_pipeline(cmd.runtime, checkpoint, execution);
+  auto forward = forward_source(pipeline.model());
+  const std::string summary =
+      fmt::format("model {} ({}), device {}, forward process: {}", pipeline.model().path.string(),
+                  pipeline.model().student_steps > 0 ? "student" : "diffusion",
+                  pipeline.device().str(), forward ? forward->name : "off");
+  serve::Server server(std::move(pipeline), cmd.server, std::move(forward));
+  const int port = server.bind();
+  fmt::print("numeral serve: listening on http://{}:{}/  ({})\n", cmd.server.host, port, summary);
+  std::fflush(stdout);
+
+  std::thread http([&server] { server.listen(); });
+  int signal = 0;
+  sigwait(&signals, &signal);
+  pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);  // a second signal ends the process at once
+  fmt::print("numeral serve: {}: draining (finishing accepted requests)\n", signal_name(signal));
+  std::fflush(stdout);
+  server.stop();
+  http.join();
+  fmt::print("numeral serve: stopped\n");
+}
+
+const bool kRegistered = register_command(/*order=*/58, [](CLI::App& app) {
+  auto cmd = std::make_shared<ServeCommand>();
+  auto* sub = app.add_subcommand(
+      "serve", "keep a model loaded: a web page and a JSON API (README, \"numeral serve\")");
+  sub->add_option(
+      "--checkpoint", cmd->checkpoint,
+      "run directory or checkpoint file (default: the shipped models/mnist.safetensors)");
+  bind_fields(*sub, cmd->server, {"Server", {}, {}});
+  add_runtime_options(*sub, cmd->runtime);
+  sub->callback([cmd] { run(*cmd); });
+});
+
+}  // namespace
+}  // namespace numeral::cli

@@ -1,0 +1,48 @@
+#pragma once
+// A trained model as the inference API uses it: the EMA weights, the configs and the schedule, read
+// from a checkpoint (a file or a run directory). Nothing here depends on training.
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "numeral/diffusion/gaussian_diffusion.h"
+#include "numeral/inference/run_config.h"
+#include "numeral/model/unet.h"
+
+namespace numeral {
+
+// The checkpoint kinds of a trained diffusion model and of a distilled student (train/distill.h).
+constexpr const char* kDiffusionKind = "diffusion";
+constexpr const char* kStudentKind = "student";
+
+// A trained diffusion model loaded for sampling: the EMA weights and the configs.
+struct TrainedModel {
+  RunConfig config;
+  UNet model{nullptr};  // EMA weights, eval mode, on the device
+  std::shared_ptr<GaussianDiffusion> diffusion;
+  nlohmann::json state;  // step, history, ...
+  std::filesystem::path path;
+  int64_t student_steps = 0;  // a distilled student's sampling steps; 0 for a trained model
+};
+
+// Loads a diffusion checkpoint or a distilled student's (a file or a run directory) onto `device`.
+// Use ema=false for the raw (non-averaged) weights.
+TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device,
+                                bool ema = true);
+
+// Writes a sampling-only copy of a diffusion checkpoint to `to`: the EMA weights (as `dtype`:
+// float32, float16 or bfloat16), a learned schedule, the config, the step, the history and the
+// data fingerprints; no raw weights, optimiser or RNG state (about a quarter of a checkpoint in
+// float32). Checks that the copy loads, and returns the source as loaded.
+TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
+                                 const std::string& dtype = "float32");
+
+// A ModelFn returning predicted noise from a model, whatever it was trained to predict. A student
+// (config.guidance_input) is given the guidance weight `guidance` on every call; a trained model
+// ignores it (guidance is then classifier_free_guidance's job).
+ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, double guidance = 0);
+
+}  // namespace numeral
