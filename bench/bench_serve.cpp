@@ -4,6 +4,7 @@
 // port; the clients are threads with their own connections.
 //
 //   ./build/bench_serve [--checkpoint models/mnist.safetensors] [--seconds 20] [--threads 2]
+//                       [--digits 1|16] [--clients N]   (one row instead of the table)
 #include <fmt/format.h>
 #include <httplib.h>
 
@@ -87,7 +88,10 @@ int main(int argc, char** argv) {
   std::string checkpoint = "models/mnist.safetensors";
   double seconds = 20;
   int threads = 0;
+  std::vector<int> digit_rows = {1, 16}, client_rows = {1, 8, 32};
   for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--digits")) digit_rows = {std::stoi(argv[i + 1])};
+    if (!std::strcmp(argv[i], "--clients")) client_rows = {std::stoi(argv[i + 1])};
     if (!std::strcmp(argv[i], "--checkpoint")) checkpoint = argv[i + 1];
     if (!std::strcmp(argv[i], "--seconds")) seconds = std::stod(argv[i + 1]);
     if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(argv[i + 1]);
@@ -109,8 +113,8 @@ int main(int argc, char** argv) {
   fmt::print(
       "| digits/request | clients | requests | requests/s | digits/s | p50 s | p99 s | "
       "failed |\n|---|---|---|---|---|---|---|---|\n");
-  for (int digits : {1, 16}) {
-    for (int clients : {1, 8, 32}) {
+  for (int digits : digit_rows) {
+    for (int clients : client_rows) {
       const Row r = load(port, clients, digits, seconds);
       const double rps = static_cast<double>(r.requests) / r.seconds;
       fmt::print("| {} | {} | {} | {:.2f} | {:.1f} | {:.2f} | {:.2f} | {} |\n", r.digits, r.clients,

@@ -78,10 +78,13 @@ bool configure_allocator() {
   // Allocations below 32 MiB (glibc's largest threshold on 64-bit machines; a batch of 64
   // activations of the default model is 13 MB) come from the heap rather than a fresh mmap each,
   // and freed heap is not trimmed back below 1 GiB.
+  // One arena: threads other than the main one (numeral serve's generation worker) would each get
+  // their own, whose heaps glibc unmaps as they empty whatever the trim threshold, and a batch of
+  // 16-digit requests then ran several times slower than `numeral sample` (BENCHMARKS.md).
   constexpr int kMmapThreshold = 32 << 20;
   constexpr int kTrimThreshold = 1 << 30;
   return mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1 &&
-         mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1;
+         mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1 && mallopt(M_ARENA_MAX, 1) == 1;
 }
 
 int configure_threads(int threads) {
