@@ -225,6 +225,31 @@ TEST(TrainConfig, RejectsBadValues) {
   EXPECT_EQ(nlohmann::json(back), nlohmann::json(r));
 }
 
+// A stored config is read strictly: a missing section is refused, not filled with defaults; an
+// unknown field, a wrong type or an out-of-range value names itself.
+TEST(RunConfig, StoredConfigIsReadStrictly) {
+  const nlohmann::json good = tiny_run();
+  auto read = [](const nlohmann::json& j) { return j.get<RunConfig>(); };
+  nlohmann::json j = good;
+  j.erase("train");
+  EXPECT_ERROR(read(j), "run config: no \"train\" section");
+  j = good;
+  j["model"]["widths"] = {1, 2};
+  EXPECT_ERROR(read(j), "model config: unknown field \"widths\"");
+  j = good;
+  j["diffusion"]["schedule"] = "quadratic";
+  EXPECT_ERROR(read(j), "schedule quadratic: expected cosine, linear, linear-textbook or learned");
+  j = good;
+  j["train"]["lr"] = "fast";
+  EXPECT_ERROR(read(j), "lr: expected a number");
+  j = good;
+  j["model"]["image_size"] = 2;
+  EXPECT_ERROR(read(j), "image_size 2: expected at least 4");
+  j = good;
+  j["model"].erase("guidance_input");  // a field added later: older files keep its default
+  EXPECT_FALSE(read(j).model.guidance_input);
+}
+
 TEST(EMA, DecayWarmsUpAndAverages) {
   torch::nn::Linear model(1, 1), shadow(1, 1);
   EMA ema(*model, *shadow, 0.9);
