@@ -566,10 +566,16 @@ TEST(Pictures, TrainingLogReadAndPlotted) {
 }
 
 TEST(Request, ClassesAndOutputs) {
-  EXPECT_EQ(resolve_classes({}, 3), (std::vector<int64_t>{0, 1, 2}));
-  EXPECT_EQ(resolve_classes({7, 1}, 10), (std::vector<int64_t>{7, 1}));
-  EXPECT_THROW(resolve_classes({10}, 10), Error);
-  EXPECT_THROW(resolve_classes({-1}, 10), Error);
+  const Pipeline p = pipeline_of(tiny_model(), fast_options(0));
+  auto classes = [&](std::vector<int64_t> asked) {
+    GenerateRequest r;
+    r.classes = std::move(asked);
+    return p.resolve(r).classes;
+  };
+  EXPECT_EQ(classes({}), (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(classes({7, 1}), (std::vector<int64_t>{7, 1}));
+  EXPECT_THROW(classes({10}), Error);
+  EXPECT_THROW(classes({-1}), Error);
   EXPECT_EQ(format_weight(0), "0");
   EXPECT_EQ(format_weight(0.5), "0.5");
   TempDir dir;

@@ -24,10 +24,7 @@ GenerateObserver GenerationProgress::observer() {
     bar_->update(e.start, fmt::format("step {}/{}", e.step.index + 1, e.step.steps),
                  fraction * batch);
   };
-  o.on_images = [this](int64_t done, int64_t /*total*/) {
-    done_ = done;
-    bar_->update(done);
-  };
+  o.on_images = [this](int64_t done, int64_t /*total*/) { bar_->update(done); };
   return o;
 }
 

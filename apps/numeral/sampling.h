@@ -23,7 +23,6 @@ class GenerationProgress {
 
  private:
   std::shared_ptr<ProgressBar> bar_;
-  int64_t done_ = 0;
 };
 
 }  // namespace numeral::cli

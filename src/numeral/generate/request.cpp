@@ -9,20 +9,6 @@
 
 namespace numeral {
 
-std::vector<int64_t> resolve_classes(const std::vector<int64_t>& requested, int64_t num_classes) {
-  if (requested.empty()) {
-    std::vector<int64_t> all(static_cast<size_t>(num_classes));
-    for (int64_t c = 0; c < num_classes; ++c) all[static_cast<size_t>(c)] = c;
-    return all;
-  }
-  for (int64_t c : requested) {
-    NUMERAL_CHECK(c >= 0 && c < num_classes,
-                  "--digit {}: out of range; this model has {} classes (0 to {})", c, num_classes,
-                  num_classes - 1);
-  }
-  return requested;
-}
-
 void check_output_path(const std::filesystem::path& path, const std::string& flag) {
   namespace fs = std::filesystem;
   check_output_target(path, flag);

@@ -9,9 +9,6 @@
 namespace numeral {
 namespace {
 
-// The most images one request may ask for: IDX files count their items in 32 bits.
-constexpr int64_t kMaxRequestImages = 2147483647;
-
 // options.sampler with an on_step that reports `batch` to the observer.
 GenerateOptions observed(GenerateOptions options, const GenerateObserver& observer, int64_t batch,
                          int64_t start, int64_t images) {
@@ -85,14 +82,18 @@ void Pipeline::run(const GenerateRequest& request,
                    const std::function<void(int64_t start, const torch::Tensor& images)>& consume,
                    const GenerateObserver& observer) const {
   const GenerateRequest r = resolve(request);
-  const int64_t count = r.count(num_classes());
-  const LabelSource labels_of = labels(r);
-  const GenerateOptions base = options(r);
+  run_batches(r.count(num_classes()), labels(r), r, consume, observer);
+}
+
+void Pipeline::run_batches(
+    int64_t count, const LabelSource& labels_of, const GenerateRequest& resolved,
+    const std::function<void(int64_t start, const torch::Tensor& images)>& consume,
+    const GenerateObserver& observer) const {
+  const GenerateOptions base = options(resolved);
   for (int64_t start = 0, b = 0; start < count; start += base.batch_size, ++b) {
     const int64_t end = std::min(count, start + base.batch_size);
-    const auto images = generate_batch(model_.model, model_.diffusion, labels_of(start, end),
-                                       observed(base, observer, b, start, count), b);
-    consume(start, images);
+    consume(start, generate_batch(model_.model, model_.diffusion, labels_of(start, end),
+                                  observed(base, observer, b, start, count), b));
     if (observer.on_images) observer.on_images(end, count);
   }
 }
@@ -116,16 +117,10 @@ torch::Tensor Pipeline::generate_labels(const torch::Tensor& labels, const Gener
                 "generate: expected a non-empty [N] label tensor");
   GenerateRequest r = request;
   r.classes.clear();
-  r = resolve(r);
-  const GenerateOptions base = options(r);
-  const int64_t count = labels.size(0);
   std::vector<torch::Tensor> out;
-  for (int64_t start = 0, b = 0; start < count; start += base.batch_size, ++b) {
-    const int64_t end = std::min(count, start + base.batch_size);
-    out.push_back(generate_batch(model_.model, model_.diffusion, labels.slice(0, start, end),
-                                 observed(base, observer, b, start, count), b));
-    if (observer.on_images) observer.on_images(end, count);
-  }
+  run_batches(
+      labels.size(0), [&](int64_t start, int64_t end) { return labels.slice(0, start, end); },
+      resolve(r), [&](int64_t, const torch::Tensor& images) { out.push_back(images); }, observer);
   return torch::cat(out);
 }
 

@@ -88,6 +88,12 @@ class Pipeline {
   GenerateOptions options(const GenerateRequest& resolved) const;
 
  private:
+  // The images of `count` labels from `labels_of`, one batch of execution().batch_size at a time,
+  // sampled as `resolved` asks; batch b's noise is seeded by (seed, b).
+  void run_batches(int64_t count, const LabelSource& labels_of, const GenerateRequest& resolved,
+                   const std::function<void(int64_t start, const torch::Tensor& images)>& consume,
+                   const GenerateObserver& observer) const;
+
   TrainedModel model_;
   ExecutionOptions execution_;
 };

@@ -17,6 +17,9 @@ namespace numeral {
 // diversity.
 constexpr double kDefaultGuidance = 0.25;
 
+// The most images one request may ask for: IDX files count their items in 32 bits.
+constexpr int64_t kMaxRequestImages = 2147483647;
+
 // A generation request: which images, and how to sample them.
 struct GenerateRequest {
   std::vector<int64_t> classes;  // empty: every class of the model

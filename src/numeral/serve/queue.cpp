@@ -109,7 +109,6 @@ void GenerationQueue::work() {
 }
 
 void GenerationQueue::run_batch(std::vector<std::shared_ptr<Job>>& batch) {
-  ++batches_;
   std::vector<GenerateRequest> requests;
   std::vector<int64_t> offsets;
   int64_t offset = 0;

@@ -60,7 +60,6 @@ class GenerationQueue {
 
   int64_t size() const;  // waiting + running
   int64_t limit() const { return limit_; }
-  int64_t batches_run() const { return batches_; }
 
  private:
   void work();
@@ -73,7 +72,6 @@ class GenerationQueue {
   std::deque<std::shared_ptr<Job>> waiting_;
   int64_t running_ = 0;
   bool closed_ = false;
-  std::atomic<int64_t> batches_{0};
   std::thread worker_;
 };
 

@@ -354,9 +354,13 @@ struct Server::Impl {
       auto gen =
           make_generator(static_cast<uint64_t>(cls) * 1000003ULL + static_cast<uint64_t>(index));
       const auto noise = torch::randn(x0.sizes(), gen);
-      const auto& schedule = pipeline.model().diffusion->schedule_f64();
-      const double abar = schedule.alphas_cumprod[t].item<double>();
-      const auto x_t = std::sqrt(abar) * x0 + std::sqrt(1 - abar) * noise;
+      const auto& diffusion = *pipeline.model().diffusion;
+      const double abar = diffusion.schedule_f64().alphas_cumprod[t].item<double>();
+      const auto x_t = diffusion
+                           .q_sample(x0.to(pipeline.device()),
+                                     torch::full({1}, t, torch::kLong).to(pipeline.device()),
+                                     noise.to(pipeline.device()))
+                           .to(torch::kCPU);
       send_json(res, 200,
                 {{"class", cls},
                  {"index", index},
