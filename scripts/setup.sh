@@ -11,6 +11,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libfmt-dev         # CLI, JSON, formatting
   libstb-dev libgif-dev zlib1g-dev                   # PNG, GIF, gzip
   libcpp-httplib-dev libssl-dev                      # MNIST download, numeral serve
+  libpcre2-dev                                       # CLIP's tokenizer (Unicode regex)
   libgtest-dev libbenchmark-dev                      # tests and benchmarks
   dataset-fashion-mnist                              # Fashion-MNIST (IDX files)
 )
