@@ -24,9 +24,12 @@
 #include "numeral/eval/augment.h"
 #include "numeral/eval/classifier.h"
 #include "numeral/eval/evaluate.h"
+#include "numeral/eval/features.h"
 #include "numeral/eval/metrics.h"
 #include "numeral/eval/popout.h"
+#include "numeral/eval/reference.h"
 #include "numeral/eval/report.h"
+#include "numeral/eval/samples.h"
 #include "numeral/io/checkpoint.h"
 #include "test_util.h"
 
@@ -258,21 +261,82 @@ TEST(Popout, ReportTablePlotAndStrip) {
   r.settled = popout_crossings(r.curves, kPopoutThresholds, /*settled=*/true);
   r.strip_fractions = {0.0, 0.75};
   r.strip = torch::zeros({2, 2, 1, 28, 28});
-  const auto report = popout_report_json(r, {"0", "1"}, {{"checkpoint", "x"}});
-  EXPECT_DOUBLE_EQ(report["digits"][0]["p50"].get<double>(), 0.25);
-  EXPECT_DOUBLE_EQ(report["digits"][0]["p90"].get<double>(), 0.5);
-  EXPECT_DOUBLE_EQ(report["digits"][0]["p50_settled"].get<double>(), 0.25);
-  EXPECT_TRUE(report["digits"][1]["p50"].is_null());
-  EXPECT_TRUE(report["digits"][1]["p90_settled"].is_null());
-  EXPECT_DOUBLE_EQ(report["mean"]["p50"].get<double>(), 0.25);
-  const std::string table = format_popout_table(report);
+  const Report report = popout_report(r, {"0", "1"}, {{"model", "x"}});
+  const auto json = render_json(report);
+  const auto& data = json["data"];
+  EXPECT_DOUBLE_EQ(data["digits"][0]["p50"].get<double>(), 0.25);
+  EXPECT_DOUBLE_EQ(data["digits"][0]["p90"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(data["digits"][0]["p50_settled"].get<double>(), 0.25);
+  EXPECT_TRUE(data["digits"][1]["p50"].is_null());
+  EXPECT_TRUE(data["digits"][1]["p90_settled"].is_null());
+  EXPECT_DOUBLE_EQ(data["mean"]["p50"].get<double>(), 0.25);
+  const auto& rows = json["tables"][0]["rows"];
+  ASSERT_EQ(rows.size(), 3u);  // two digits and the mean
+  EXPECT_DOUBLE_EQ(rows[0]["first > 0.9"].get<double>(), 0.5);
+  EXPECT_TRUE(rows[1]["first > 0.5"].is_null());
+  const std::string table = render_text(report);
   EXPECT_TRUE(contains(table, "25%")) << table;
   EXPECT_TRUE(contains(table, "never")) << table;
-  EXPECT_TRUE(contains(format_popout_markdown(report), "| 0 | 25% | 50% | 25% | 50% | 1.000 |"));
-  const Image plot = popout_plot(report);
+  EXPECT_TRUE(contains(render_markdown(report), "| 0 | 25% | 50% | 25% | 50% | 1.000 |"));
+  const Image plot = popout_plot(r, {"0", "1"});
   EXPECT_EQ(plot.width, 800);
   const Image strip = popout_strip(r, {"0", "1"});
   EXPECT_GT(strip.width, 2 * 56);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports
+
+TEST(Report, RendersTheSameNumbersInAllThreeForms) {
+  Report report;
+  report.title = "a report";
+  report.facts = {{"samples", "200 digits"}};
+  ReportTable table = comparison_table("metrics");
+  add_comparison(table, "accuracy", percent_cell(0.98765), percent_cell(0.5, 1));
+  add_comparison(table, "FID", number_cell(2.0704, "{:.3f}"), number_cell(0.3625, "{:.3f}"),
+                 /*ratio=*/true);
+  add_comparison(table, "undefined", number_cell(std::nan(""), "{:.3f}"), text_cell("n/a"));
+  table.note = "a note";
+  report.tables.push_back(table);
+  report.images = {{"samples", "samples.png"}};
+
+  const std::string text = render_text(report);
+  const std::string markdown = render_markdown(report);
+  const auto json = render_json(report);
+  const auto& rows = json["tables"][0]["rows"];
+  ASSERT_EQ(rows.size(), table.rows.size());
+  for (size_t r = 0; r < table.rows.size(); ++r) {
+    for (size_t c = 0; c < table.columns.size(); ++c) {
+      const ReportCell& cell = table.rows[r][c];
+      if (!cell.text.empty()) {
+        EXPECT_TRUE(contains(text, cell.text)) << cell.text << "\n" << text;
+        EXPECT_TRUE(contains(markdown, "| " + cell.text + " |")) << cell.text << "\n" << markdown;
+      }
+      EXPECT_EQ(rows[r][table.columns[c]], cell.value) << table.columns[c];
+    }
+  }
+  // The numbers themselves: text rounded, JSON exact; NaN is "-" and null; the ratio is computed.
+  EXPECT_TRUE(contains(text, "98.77%")) << text;
+  EXPECT_TRUE(contains(markdown, "| accuracy | 98.77% | 50.0% |  |")) << markdown;
+  EXPECT_DOUBLE_EQ(rows[0]["generated"].get<double>(), 0.98765);
+  EXPECT_TRUE(rows[0]["ratio"].is_null());
+  EXPECT_TRUE(contains(text, "5.71")) << text;  // 2.0704 / 0.3625
+  EXPECT_NEAR(rows[1]["ratio"].get<double>(), 2.0704 / 0.3625, 1e-12);
+  EXPECT_TRUE(contains(markdown, "| undefined | - | n/a |  |")) << markdown;
+  EXPECT_TRUE(rows[2]["generated"].is_null());
+  EXPECT_EQ(rows[2]["real"], "n/a");
+  EXPECT_EQ(json["facts"]["samples"], "200 digits");
+  EXPECT_TRUE(contains(text, "samples: 200 digits")) << text;
+  EXPECT_TRUE(contains(markdown, "- samples: 200 digits")) << markdown;
+  EXPECT_TRUE(contains(markdown, "![samples](samples.png)")) << markdown;
+  EXPECT_EQ(json["tables"][0]["note"], "a note");
+  EXPECT_TRUE(contains(text, "a note")) << text;
+
+  // A row with the wrong number of cells is refused by every renderer.
+  report.tables[0].rows.push_back({text_cell("short")});
+  EXPECT_THROW(render_text(report), Error);
+  EXPECT_THROW(render_markdown(report), Error);
+  EXPECT_THROW(render_json(report), Error);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,9 +605,20 @@ TEST(Evaluate, RealDigitsAsSamplesMatchTheReference) {
   c.model = DigitClassifier(c.config);
   c.path = "tiny.safetensors";
   train_classifier(c.model, c.train, to_model_range(split->train.images), split->train.labels);
-  const RealReference real = make_real_reference(c.model, *split);
-  EXPECT_EQ(real.floor_size, 200);
-  EXPECT_GT(real.fid_floor, 0.0);
+  ClassifierExtractor judge(c);
+  const RealReference real = make_real_reference(judge, *split);
+  EXPECT_EQ(real.floor_size(), 200);
+  EXPECT_EQ(real.floor_x.size(0), 200);
+  EXPECT_GT(real.judge.fid_floor, 0.0);
+  EXPECT_EQ(real.judge.extractor, "classifier tiny.safetensors");
+
+  // Another extractor sees the very same sets: recomputed real features give the same floor, and
+  // the held-out digits' own features score FID 0 against them.
+  const RealFeatures again = real_features(judge, real);
+  EXPECT_DOUBLE_EQ(again.fid_floor, real.judge.fid_floor);
+  const FidResult self = fid_against(judge.extract(real.val_x), again);
+  EXPECT_NEAR(self.value, 0.0, 1e-6);
+  EXPECT_EQ(self.floor_size, 200);
 
   // The held-out digits themselves as "samples": same accuracy, FID 0, diversity ratio 1.
   SampleSet samples;
@@ -555,19 +630,24 @@ TEST(Evaluate, RealDigitsAsSamplesMatchTheReference) {
   options.cas_epochs = 1;
   const EvalResult r = evaluate_samples(c, real, samples, options);
   EXPECT_NEAR(r.accuracy.overall, real.val_accuracy, 1e-12);
-  EXPECT_NEAR(r.fid, 0.0, 1e-6);
+  EXPECT_NEAR(r.fid.value, 0.0, 1e-6);
+  EXPECT_DOUBLE_EQ(r.fid.floor, real.judge.fid_floor);
   EXPECT_NEAR(r.diversity.features_mean, r.real_diversity.features_mean, 1e-9);
   EXPECT_NEAR(r.diversity.pixels_mean, r.real_diversity.pixels_mean, 1e-9);
   ASSERT_TRUE(r.cas.has_value());
   EXPECT_EQ(r.cas->train_images, 200);
 
-  const auto report = eval_report_json(r, real, samples, c, {{"files", {{"samples", "s.png"}}}});
-  EXPECT_EQ(report["fid"]["generated"].get<int64_t>(), 200);
-  EXPECT_TRUE(report["cas"].is_object());
-  const std::string table = format_eval_table(report);
+  Report report = eval_report(r, real, samples);
+  report.images = {{"samples", "s.png"}};
+  const auto json = render_json(report);
+  EXPECT_EQ(json["data"]["fid"]["generated"].get<int64_t>(), 200);
+  EXPECT_TRUE(json["data"]["cas"].is_object());
+  EXPECT_EQ(json["tables"][1]["rows"].size(), 10u);  // per class
+  const std::string table = render_text(report);
   EXPECT_TRUE(contains(table, "conditional accuracy")) << table;
   EXPECT_TRUE(contains(table, "classifier-FID")) << table;
-  EXPECT_TRUE(contains(format_eval_markdown(report), "![samples](s.png)"));
+  EXPECT_TRUE(contains(table, "CAS (train on 200")) << table;
+  EXPECT_TRUE(contains(render_markdown(report), "![samples](s.png)"));
   const Image grid = samples_grid(samples, real.class_names, 4);
   EXPECT_GT(grid.height, 10 * 56);
 
@@ -576,11 +656,12 @@ TEST(Evaluate, RealDigitsAsSamplesMatchTheReference) {
   rows[0].w = 0;
   rows[1].w = 2;
   rows[0].result = rows[1].result = r;
-  const auto sweep = sweep_report_json(rows, real, c, {});
-  EXPECT_EQ(sweep["rows"].size(), 2u);
-  EXPECT_TRUE(contains(format_sweep_table(sweep), "real"));
-  EXPECT_TRUE(contains(format_sweep_markdown(sweep), "| 2 |"));
-  EXPECT_EQ(sweep_plot(sweep).width, 1600);
+  const Report sweep = sweep_report(rows, real);
+  EXPECT_EQ(render_json(sweep)["data"]["rows"].size(), 2u);
+  EXPECT_EQ(render_json(sweep)["tables"][0]["rows"].size(), 3u);  // two w and the real row
+  EXPECT_TRUE(contains(render_text(sweep), "real"));
+  EXPECT_TRUE(contains(render_markdown(sweep), "| 2 |"));
+  EXPECT_EQ(sweep_plot(rows, real).width, 1600);
 
   // Too few samples for the FID is a clear error.
   SampleSet few;

@@ -20,8 +20,11 @@
 #include "numeral/eval/augment.h"
 #include "numeral/eval/classifier.h"
 #include "numeral/eval/evaluate.h"
+#include "numeral/eval/features.h"
 #include "numeral/eval/popout.h"
+#include "numeral/eval/reference.h"
 #include "numeral/eval/report.h"
+#include "numeral/eval/samples.h"
 #include "numeral/generate/request.h"
 #include "numeral/io/image.h"
 #include "options.h"
@@ -156,7 +159,8 @@ Loaded load_all(const EvalCommon& c, const std::string& data_override) {
                   "classifier's{})",
                   l.split.val.size(), l.split.name, l.split.split,
                   fingerprint_hex(l.split.val_fingerprint), run_note));
-  l.real = make_real_reference(l.classifier.model, l.split, c.request.seed);
+  ClassifierExtractor judge(l.classifier);
+  l.real = make_real_reference(judge, l.split, c.request.seed);
   return l;
 }
 
@@ -223,13 +227,13 @@ void run_eval(EvalCommand& cmd) {
   options.print = say;
   const EvalResult result = evaluate_samples(l.classifier, l.real, samples, options);
 
-  nlohmann::json context = generation_context(c, l);
-  context["files"] = {{"samples", "samples.png"}};
-  const nlohmann::json report = eval_report_json(result, l.real, samples, l.classifier, context);
+  Report report = eval_report(result, l.real, samples);
+  report.images = {{"samples", "samples.png"}};
+  report.data.update(generation_context(c, l));
   write_png(dir / "samples.png", samples_grid(samples, l.real.class_names));
-  write_file_atomic(dir / "report.json", report.dump(2) + "\n");
-  write_file_atomic(dir / "report.md", format_eval_markdown(report));
-  fmt::print("\n{}\nwrote {}/report.json, report.md, samples.png\n", format_eval_table(report),
+  write_file_atomic(dir / "report.json", render_json(report).dump(2) + "\n");
+  write_file_atomic(dir / "report.md", render_markdown(report));
+  fmt::print("\n{}\nwrote {}/report.json, report.md, samples.png\n", render_text(report),
              dir.string());
 }
 
@@ -243,21 +247,25 @@ void run_popout(PopoutCommand& cmd) {
   say(fmt::format("pop-out: {} trajectories per digit, sampler {}, w = {:g}", cmd.per_class,
                   c.request.sampler.name, c.request.w));
   const PopoutResult result = popout(*l.model, l.classifier.model, cmd.per_class, c.generate());
-  nlohmann::json context = generation_context(c, l);
-  context["guidance"] = c.request.w;
-  context["classifier"] = l.classifier.path.string();
-  context["files"] = {{"curves", "popout.png"}};
-  if (result.strip.defined()) context["files"]["x0 estimates"] = "popout-strip.png";
-  const nlohmann::json report = popout_report_json(result, l.real.class_names, context);
-  write_png(dir / "popout.png", popout_plot(report));
+  Report report = popout_report(
+      result, l.real.class_names,
+      {{"model", fmt::format("{} (sampler {}, w = {:g}, seed {})", l.model->path.string(),
+                             c.request.sampler.name, c.request.w, c.request.seed)},
+       {"judge", describe_judge(l.real)}});
+  report.images = {{"curves", "popout.png"}};
+  if (result.strip.defined()) report.images.emplace_back("x0 estimates", "popout-strip.png");
+  report.data.update(generation_context(c, l));
+  report.data["guidance"] = c.request.w;
+  report.data["classifier"] = l.classifier.path.string();
+  write_png(dir / "popout.png", popout_plot(result, l.real.class_names));
   if (result.strip.defined()) {
     write_png(dir / "popout-strip.png", popout_strip(result, l.real.class_names));
   }
-  write_file_atomic(dir / "popout.json", report.dump(2) + "\n");
-  write_file_atomic(dir / "popout.md", format_popout_markdown(report));
-  fmt::print("\n{}\nwrote {}/popout.json, popout.md, popout.png{} ({})\n",
-             format_popout_table(report), dir.string(),
-             result.strip.defined() ? ", popout-strip.png" : "", format_duration(result.seconds));
+  write_file_atomic(dir / "popout.json", render_json(report).dump(2) + "\n");
+  write_file_atomic(dir / "popout.md", render_markdown(report));
+  fmt::print("\n{}\nwrote {}/popout.json, popout.md, popout.png{} ({})\n", render_text(report),
+             dir.string(), result.strip.defined() ? ", popout-strip.png" : "",
+             format_duration(result.seconds));
 }
 
 void run_sweep(SweepCommand& cmd) {
@@ -284,22 +292,27 @@ void run_sweep(SweepCommand& cmd) {
     row.result = evaluate_samples(l.classifier, l.real, samples, options);
     row.seconds = samples.seconds;
     row.images_per_s = samples.images_per_s();
-    say(fmt::format(
-        "w = {:g}: accuracy {:.2f}%  FID {:.3f}  feature diversity {:.3f} (real "
-        "{:.3f})  {:.1f} img/s",
-        w, 100 * row.result.accuracy.overall, row.result.fid, row.result.diversity.features_mean,
-        row.result.real_diversity.features_mean, row.images_per_s));
+    say(
+        fmt::format("w = {:g}: accuracy {:.2f}%  FID {:.3f}  feature diversity {:.3f} (real "
+                    "{:.3f})  {:.1f} img/s",
+                    w, 100 * row.result.accuracy.overall, row.result.fid.value,
+                    row.result.diversity.features_mean, row.result.real_diversity.features_mean,
+                    row.images_per_s));
     rows.push_back(std::move(row));
   }
-  nlohmann::json context = generation_context(c, l);
-  context["samples"] = cmd.samples;
-  context["files"] = {{"plot", "sweep.png"}};
-  const nlohmann::json report = sweep_report_json(rows, l.real, l.classifier, context);
-  write_png(dir / "sweep.png", sweep_plot(report));
-  write_file_atomic(dir / "sweep.json", report.dump(2) + "\n");
-  write_file_atomic(dir / "sweep.md", format_sweep_markdown(report));
-  fmt::print("\n{}\nwrote {}/sweep.json, sweep.md, sweep.png\n", format_sweep_table(report),
-             dir.string());
+  Report report = sweep_report(
+      rows, l.real,
+      {{"generation",
+        fmt::format("{} digits per w from {}, sampler {} ({} steps), seed {}",
+                    with_commas(cmd.samples), l.model->path.string(), c.request.sampler.name,
+                    c.request.sampler.resolved_steps(l.model->diffusion->T()), c.request.seed)}});
+  report.images = {{"sweep", "sweep.png"}};
+  report.data.update(generation_context(c, l));
+  report.data["samples"] = cmd.samples;
+  write_png(dir / "sweep.png", sweep_plot(rows, l.real));
+  write_file_atomic(dir / "sweep.json", render_json(report).dump(2) + "\n");
+  write_file_atomic(dir / "sweep.md", render_markdown(report));
+  fmt::print("\n{}\nwrote {}/sweep.json, sweep.md, sweep.png\n", render_text(report), dir.string());
 }
 
 // "10=runs/g10" -> {10, "runs/g10"}.

@@ -18,8 +18,8 @@
 
 #include "numeral/data/dataset.h"
 #include "numeral/eval/classifier.h"
-#include "numeral/eval/evaluate.h"
 #include "numeral/eval/report.h"
+#include "numeral/eval/samples.h"
 #include "numeral/inference/generate.h"
 #include "numeral/io/image.h"
 #include "numeral/train/trainer.h"

@@ -133,6 +133,16 @@ double finite_mean(const std::vector<double>& values) {
   return n > 0 ? sum / static_cast<double>(n) : kNaN;
 }
 
+DiversityReport diversity_report(const torch::Tensor& images, const torch::Tensor& features,
+                                 const torch::Tensor& labels, int64_t num_classes) {
+  DiversityReport d;
+  d.features = per_class_diversity(features, labels, num_classes);
+  d.pixels = per_class_diversity((images.to(torch::kCPU) + 1.0) * 0.5, labels, num_classes);
+  d.features_mean = finite_mean(d.features);
+  d.pixels_mean = finite_mean(d.pixels);
+  return d;
+}
+
 std::optional<double> first_crossing(const std::vector<double>& curve, double threshold) {
   for (size_t i = 0; i < curve.size(); ++i) {
     if (curve[i] > threshold) return static_cast<double>(i) / static_cast<double>(curve.size());

@@ -55,6 +55,17 @@ std::vector<double> per_class_diversity(const torch::Tensor& x, const torch::Ten
 // The mean of the finite entries (NaN when there are none).
 double finite_mean(const std::vector<double>& values);
 
+// Mean pairwise distance within each class and its mean over classes.
+struct DiversityReport {
+  std::vector<double> features, pixels;  // [K]: in a feature space, in pixels in [0, 1]
+  double features_mean = 0, pixels_mean = 0;
+};
+
+// Feature- and pixel-space diversity of images [N, C, H, W] in [-1, 1] with their features
+// [N, D] and labels [N].
+DiversityReport diversity_report(const torch::Tensor& images, const torch::Tensor& features,
+                                 const torch::Tensor& labels, int64_t num_classes);
+
 // Where a curve sampled once per sampler step first exceeds `threshold`: the fraction
 // index / curve.size() of the reverse process at that step; nullopt if it never does.
 std::optional<double> first_crossing(const std::vector<double>& curve, double threshold);

@@ -2,13 +2,14 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "numeral/common/error.h"
 #include "numeral/common/format.h"
 #include "numeral/diffusion/guidance.h"
-#include "numeral/eval/evaluate.h"
 #include "numeral/eval/metrics.h"
+#include "numeral/eval/samples.h"
 #include "numeral/inference/pipeline.h"
 #include "numeral/io/plot.h"
 
@@ -33,14 +34,6 @@ std::vector<std::pair<std::string, std::string>> popout_columns() {
     }
   }
   return columns;
-}
-
-std::string fraction_text(const nlohmann::json& v) {
-  return v.is_number() ? fmt::format("{:.0f}%", 100.0 * v.get<double>()) : std::string("never");
-}
-
-std::string final_text(const nlohmann::json& v) {
-  return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("-");
 }
 
 }  // namespace
@@ -133,123 +126,86 @@ PopoutResult popout(const TrainedModel& model, DigitClassifier& classifier, int6
   return r;
 }
 
-nlohmann::json popout_report_json(const PopoutResult& r,
-                                  const std::vector<std::string>& class_names,
-                                  const nlohmann::json& context) {
-  nlohmann::json j;
-  j["report"] = "numeral eval popout";
-  j["numeral_version"] = NUMERAL_VERSION;
-  j["steps"] = r.steps;
-  j["per_class"] = r.per_class;
-  j["seconds"] = r.seconds;
-  j["thresholds"] = kPopoutThresholds;
-  j["fractions"] = popout_fractions(r.steps);
-  j["timesteps"] = r.timesteps;
-  j["x_axis"] = "step index / steps of the reverse process (0 = pure noise)";
-  j["y_axis"] = "classifier probability of the requested digit for the model's x0 estimate";
-  j["keys"] = {{"pNN", "first step where the mean probability exceeds NN%"},
-               {"pNN_settled", "first step from which it stays above NN%"}};
+Report popout_report(const PopoutResult& r, const std::vector<std::string>& class_names,
+                     std::vector<std::pair<std::string, std::string>> facts) {
+  Report report;
+  report.title = "numeral eval popout";
+  report.facts = std::move(facts);
+  report.facts.emplace_back(
+      "trajectories", fmt::format("{} per digit, {} sampler steps each", r.per_class, r.steps));
+  auto crossing_cell = [](std::optional<double> x) {
+    return x && std::isfinite(*x) ? percent_cell(*x, 0) : empty_cell("never");
+  };
+  ReportTable table;
+  table.title = "When each digit pops out";
+  table.columns = {"digit"};
+  for (const auto& [key, header] : popout_columns()) table.columns.push_back(header);
+  table.columns.push_back("final p");
   nlohmann::json digits = nlohmann::json::array();
   std::map<std::string, std::vector<double>> by_key;
   for (size_t c = 0; c < r.curves.size(); ++c) {
-    nlohmann::json d = {{"class", c < class_names.size() ? class_names[c] : std::to_string(c)},
-                        {"final", r.curves[c].empty() ? kNaN : r.curves[c].back()},
-                        {"curve", r.curves[c]}};
-    for (size_t t = 0; t < kPopoutThresholds.size(); ++t) {
-      for (const bool settled : {false, true}) {
+    const std::string name = c < class_names.size() ? class_names[c] : std::to_string(c);
+    const double final_p = r.curves[c].empty() ? kNaN : r.curves[c].back();
+    std::vector<ReportCell> row = {text_cell(name)};
+    nlohmann::json d = {
+        {"class", name},
+        {"final", std::isfinite(final_p) ? nlohmann::json(final_p) : nlohmann::json()},
+        {"curve", r.curves[c]}};
+    for (const bool settled : {false, true}) {
+      for (size_t t = 0; t < kPopoutThresholds.size(); ++t) {
         const auto& x = settled ? r.settled[c][t] : r.crossings[c][t];
         const std::string key = threshold_key(kPopoutThresholds[t], settled);
         d[key] = x ? nlohmann::json(*x) : nlohmann::json();
         by_key[key].push_back(x ? *x : kNaN);
+        row.push_back(crossing_cell(x));
       }
     }
+    row.push_back(number_cell(final_p, "{:.3f}"));
+    table.rows.push_back(std::move(row));
     digits.push_back(d);
   }
-  j["digits"] = digits;
+  std::vector<ReportCell> mean_row = {text_cell("mean")};
   nlohmann::json mean = nlohmann::json::object();
-  for (const auto& [key, values] : by_key) {
-    const double m = finite_mean(values);
+  for (const auto& [key, header] : popout_columns()) {
+    const double m = finite_mean(by_key[key]);
     mean[key] = std::isfinite(m) ? nlohmann::json(m) : nlohmann::json();
+    mean_row.push_back(crossing_cell(m));
   }
-  j["mean"] = mean;
-  if (context.is_object()) j.update(context);
-  return j;
+  mean_row.push_back(empty_cell());
+  table.rows.push_back(std::move(mean_row));
+  table.note = fmt::format(
+      "At every step of the reverse process the classifier reads the model's estimate of x0. "
+      "The table gives the step (as step index / {} steps, 0% = pure noise) at which its mean "
+      "probability of the requested digit over {} trajectories first exceeds each threshold, and "
+      "the step from which it stays above it (a classifier that reads noise as one digit makes "
+      "that digit's first crossing early, not its settled one).",
+      r.steps, r.per_class);
+  report.tables.push_back(std::move(table));
+
+  report.data = {
+      {"report", "numeral eval popout"},
+      {"numeral_version", NUMERAL_VERSION},
+      {"steps", r.steps},
+      {"per_class", r.per_class},
+      {"seconds", r.seconds},
+      {"thresholds", kPopoutThresholds},
+      {"fractions", popout_fractions(r.steps)},
+      {"timesteps", r.timesteps},
+      {"x_axis", "step index / steps of the reverse process (0 = pure noise)"},
+      {"y_axis", "classifier probability of the requested digit for the model's x0 estimate"},
+      {"keys",
+       {{"pNN", "first step where the mean probability exceeds NN%"},
+        {"pNN_settled", "first step from which it stays above NN%"}}},
+      {"digits", digits},
+      {"mean", mean}};
+  return report;
 }
 
-std::string format_popout_table(const nlohmann::json& r) {
-  std::string s = fmt::format(
-      "pop-out: the step (as a fraction of the {} reverse steps, 0% = pure noise) at which the "
-      "classifier's mean probability of the requested digit for the x0 estimate ({} "
-      "trajectories per digit) first exceeds a threshold, and from which it stays above it\n\n",
-      r.at("steps").get<int64_t>(), r.at("per_class").get<int64_t>());
-  const auto columns = popout_columns();
-  s += fmt::format("  {:<8}", "digit");
-  for (const auto& [key, header] : columns) s += fmt::format("{:>14}", header);
-  s += fmt::format("{:>10}\n", "final p");
-  for (const auto& d : r.at("digits")) {
-    s += fmt::format("  {:<8}", d.at("class").get<std::string>());
-    for (const auto& [key, header] : columns) s += fmt::format("{:>14}", fraction_text(d[key]));
-    s += fmt::format("{:>10}\n", final_text(d["final"]));
-  }
-  s += fmt::format("  {:<8}", "mean");
-  for (const auto& [key, header] : columns) {
-    s += fmt::format("{:>14}", fraction_text(r["mean"][key]));
-  }
-  s += "\n";
-  return s;
-}
-
-std::string format_popout_markdown(const nlohmann::json& r) {
-  std::string s = "# numeral eval popout\n\n";
-  s += fmt::format(
-      "When does each digit pop out of the noise? At every step of the reverse process the "
-      "classifier reads the model's estimate of x0. The table gives the step (as step index / {} "
-      "steps, 0% = pure noise) at which its mean probability of the requested digit over {} "
-      "trajectories first exceeds each threshold, and the step from which it stays above it "
-      "(\"settled\"; a classifier that reads noise as one digit makes that digit's first "
-      "crossing early, not its settled one).\n\n",
-      r.at("steps").get<int64_t>(), r.at("per_class").get<int64_t>());
-  if (r.contains("checkpoint")) {
-    s += fmt::format("- **Model:** {} (sampler {}, w = {:g}, seed {})\n",
-                     r.value("checkpoint", std::string()), r.value("sampler", std::string()),
-                     r.value("guidance", 0.0), r.value("seed", uint64_t{0}));
-  }
-  if (r.contains("classifier")) {
-    s += fmt::format("- **Classifier:** {}\n", r.value("classifier", std::string()));
-  }
-  const auto columns = popout_columns();
-  s += "\n| digit |";
-  for (const auto& [key, header] : columns) s += fmt::format(" {} |", header);
-  s += " final p |\n|---|";
-  for (size_t i = 0; i < columns.size(); ++i) s += "---:|";
-  s += "---:|\n";
-  for (const auto& d : r.at("digits")) {
-    s += fmt::format("| {} |", d.at("class").get<std::string>());
-    for (const auto& [key, header] : columns) s += fmt::format(" {} |", fraction_text(d[key]));
-    s += fmt::format(" {} |\n", final_text(d["final"]));
-  }
-  s += "| mean |";
-  for (const auto& [key, header] : columns) {
-    s += fmt::format(" {} |", fraction_text(r["mean"][key]));
-  }
-  s += " |\n";
-  if (r.contains("files")) {
-    for (const auto& [name, file] : r["files"].items()) {
-      s += fmt::format("\n![{}]({})\n", name, file.get<std::string>());
-    }
-  }
-  return s;
-}
-
-Image popout_plot(const nlohmann::json& r) {
+Image popout_plot(const PopoutResult& r, const std::vector<std::string>& class_names) {
   std::vector<Series> series;
-  const auto x = r.at("fractions").get<std::vector<double>>();
-  for (const auto& d : r.at("digits")) {
-    Series s;
-    s.name = d.at("class").get<std::string>();
-    s.x = x;
-    for (const auto& v : d.at("curve")) s.y.push_back(v.is_number() ? v.get<double>() : kNaN);
-    series.push_back(std::move(s));
+  const auto x = popout_fractions(r.steps);
+  for (size_t c = 0; c < r.curves.size(); ++c) {
+    series.push_back({c < class_names.size() ? class_names[c] : std::to_string(c), x, r.curves[c]});
   }
   PlotOptions options;
   options.title = "when digits pop out: p(requested digit | x0 estimate)";

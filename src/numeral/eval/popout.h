@@ -3,15 +3,16 @@
 // probability of the requested digit for the model's running estimate of x_0, averaged per digit.
 #include <torch/torch.h>
 
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "numeral/eval/classifier.h"
+#include "numeral/eval/report.h"
 #include "numeral/inference/generate.h"
+#include "numeral/inference/trained_model.h"
 #include "numeral/io/image.h"
-#include "numeral/train/trainer.h"
 
 namespace numeral {
 
@@ -48,15 +49,13 @@ std::vector<std::vector<std::optional<double>>> popout_crossings(
     const std::vector<std::vector<double>>& curves, const std::vector<double>& thresholds,
     bool settled = false);
 
-// The report: settings, the crossings per digit and the curves.
-nlohmann::json popout_report_json(const PopoutResult& result,
-                                  const std::vector<std::string>& class_names,
-                                  const nlohmann::json& context);
-std::string format_popout_table(const nlohmann::json& report);
-std::string format_popout_markdown(const nlohmann::json& report);
+// The report: a table of crossings per digit (and their mean) with what they mean; the settings,
+// thresholds, timesteps and every curve in data. `facts` say what was sampled and who judged.
+Report popout_report(const PopoutResult& result, const std::vector<std::string>& class_names,
+                     std::vector<std::pair<std::string, std::string>> facts = {});
 
-// The curves, one line per digit (10 series), probability against fraction of the process.
-Image popout_plot(const nlohmann::json& report);
+// The curves, one line per digit, probability against fraction of the process.
+Image popout_plot(const PopoutResult& result, const std::vector<std::string>& class_names);
 
 // A grid of x0 estimates: a row per digit, a column per strip fraction.
 Image popout_strip(const PopoutResult& result, const std::vector<std::string>& class_names);

@@ -18,6 +18,25 @@ void check_table(const ReportTable& table) {
   }
 }
 
+// `text` broken at spaces into lines of at most `width` characters, each starting with `indent`.
+std::string wrap(const std::string& text, size_t width, const std::string& indent) {
+  std::string out, line = indent;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string word = text.substr(start, end - start);
+    if (line.size() > indent.size() && line.size() + 1 + word.size() > width) {
+      out += line + "\n";
+      line = indent;
+    }
+    if (line.size() > indent.size()) line += " ";
+    line += word;
+    start = end + 1;
+  }
+  return out + line + "\n";
+}
+
 }  // namespace
 
 ReportCell number_cell(double value, const std::string& format) {
@@ -32,6 +51,27 @@ ReportCell percent_cell(double value, int decimals) {
 
 ReportCell text_cell(const std::string& text) {
   return {text, text};
+}
+
+ReportCell empty_cell(const std::string& text) {
+  return {nullptr, text};
+}
+
+ReportTable comparison_table(const std::string& title) {
+  ReportTable table;
+  table.title = title;
+  table.columns = {"metric", "generated", "real", "ratio"};
+  return table;
+}
+
+void add_comparison(ReportTable& table, const std::string& metric, ReportCell generated,
+                    ReportCell real, bool ratio) {
+  ReportCell quotient = empty_cell();
+  if (ratio && generated.value.is_number() && real.value.is_number() &&
+      real.value.get<double>() > 0) {
+    quotient = number_cell(generated.value.get<double>() / real.value.get<double>(), "{:.2f}");
+  }
+  table.rows.push_back({text_cell(metric), std::move(generated), std::move(real), quotient});
 }
 
 std::string render_text(const Report& report) {
@@ -52,6 +92,7 @@ std::string render_text(const Report& report) {
         text += c == 0 ? fmt::format(" {:<{}}", cells[c], width[c])
                        : fmt::format("  {:>{}}", cells[c], width[c]);
       }
+      text.erase(text.find_last_not_of(' ') + 1);  // an empty last cell leaves no trailing blanks
       out += text + "\n";
     };
     line(table.columns);
@@ -60,7 +101,7 @@ std::string render_text(const Report& report) {
       for (const auto& cell : row) cells.push_back(cell.text);
       line(cells);
     }
-    if (!table.note.empty()) out += "  " + table.note + "\n";
+    if (!table.note.empty()) out += wrap(table.note, 100, "  ");
   }
   return out;
 }

@@ -21,6 +21,8 @@ ReportCell number_cell(double value, const std::string& format);
 ReportCell percent_cell(double value, int decimals = 2);
 // Text, the same in every rendering.
 ReportCell text_cell(const std::string& text);
+// No value (null in JSON), shown as `text`: "never", "skipped", or nothing.
+ReportCell empty_cell(const std::string& text = "");
 
 // A titled table; every row has one cell per column.
 struct ReportTable {
@@ -30,6 +32,15 @@ struct ReportTable {
   std::string note;  // a sentence under the table; may be empty
 };
 
+// A table comparing generated digits with real ones, one metric a row: the columns metric,
+// generated, real and ratio (generated / real, where it means something).
+ReportTable comparison_table(const std::string& title);
+// Appends a metric to a comparison_table; with `ratio`, generated / real to two decimals when both
+// cells hold numbers.
+void add_comparison(ReportTable& table, const std::string& metric, ReportCell generated,
+                    ReportCell real, bool ratio = false);
+
+// What an evaluation command reports, built once from typed results and rendered three ways.
 struct Report {
   std::string title;
   std::vector<std::pair<std::string, std::string>> facts;  // "checkpoint" -> "runs/x/..."
@@ -38,7 +49,7 @@ struct Report {
   nlohmann::json data = nlohmann::json::object();           // raw numbers for JSON readers
 };
 
-// Aligned columns for a terminal.
+// Aligned columns for a terminal; notes wrapped at 100 columns.
 std::string render_text(const Report& report);
 // GitHub Markdown: facts as a list, tables as pipe tables, images linked.
 std::string render_markdown(const Report& report);
