@@ -1,7 +1,9 @@
-// `numeral eval`, `numeral eval popout`, `numeral eval sweep`: judge a diffusion model's digits
-// with the classifier against real held-out digits; write JSON + Markdown reports and plots.
+// `numeral eval`, `eval popout`, `eval sweep`, `eval augment`, `eval clip`: judge a diffusion
+// model's digits with the classifier (or CLIP) against real held-out digits; write JSON + Markdown
+// reports and plots.
 #include <fmt/core.h>
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "numeral/cli.h"
+#include "numeral/clip/pretrained.h"
 #include "numeral/common/error.h"
 #include "numeral/common/format.h"
 #include "numeral/common/fs.h"
@@ -19,9 +22,11 @@
 #include "numeral/common/signals.h"
 #include "numeral/eval/augment.h"
 #include "numeral/eval/classifier.h"
+#include "numeral/eval/clip_score.h"
 #include "numeral/eval/evaluate.h"
 #include "numeral/eval/features.h"
 #include "numeral/eval/popout.h"
+#include "numeral/eval/ranker.h"
 #include "numeral/eval/reference.h"
 #include "numeral/eval/report.h"
 #include "numeral/eval/samples.h"
@@ -43,13 +48,25 @@ struct EvalCommon {
   RuntimeOptions runtime;
 };
 
-struct EvalCommand {
-  EvalCommon common;
+// The digits an eval judges: generated (--samples, optionally the best of K candidates each) or an
+// IDX pair.
+struct SampleSource {
   int64_t samples = kDefaultEvalSamples;
   std::string images, labels;  // evaluate an IDX pair instead of generating
   std::string data;            // data for the real reference in IDX mode ("" = the classifier's)
+  SelectionOptions selection;
+};
+
+struct EvalCommand {
+  EvalCommon common;
+  SampleSource source;
   bool no_cas = false;
   int64_t cas_epochs = 0;
+};
+
+struct ClipCommand {
+  EvalCommon common;
+  SampleSource source;
 };
 
 struct PopoutCommand {
@@ -87,6 +104,37 @@ void add_common(CLI::App& sub, EvalCommon& c, bool required,
   add_execution_options(sub, c.execution);
   sub.add_option("--out", c.out, "where the reports go (default <run dir>/eval)");
   add_runtime_options(sub, c.runtime);
+}
+
+void add_source_options(CLI::App& sub, SampleSource& s, bool clip_model_flag = true) {
+  sub.add_option("--samples", s.samples, "digits to generate (balanced over the classes)")
+      ->capture_default_str();
+  sub.add_option("--images", s.images, "evaluate these IDX images instead of generating");
+  sub.add_option("--labels", s.labels, "IDX labels: the digit each --images image should be");
+  sub.add_option("--data", s.data, "real reference data for --images (default: the classifier's)");
+  FlagBinding binding;
+  binding.group = "Selection by score";
+  if (!clip_model_flag) binding.skip = {"clip_model"};
+  bind_fields(sub, s.selection, binding);
+}
+
+// Checks the flags of a SampleSource and that exactly one source is named.
+void check_source(const EvalCommon& c, const SampleSource& s) {
+  NUMERAL_CHECK(!c.classifier.empty(),
+                "numeral eval needs --classifier CLF (train one with `numeral classifier train`)");
+  NUMERAL_CHECK(c.checkpoint.empty() != s.images.empty(),
+                "numeral eval: pass either --checkpoint RUN (generate digits) or --images FILE "
+                "--labels FILE (evaluate an IDX pair), not {}",
+                c.checkpoint.empty() ? "neither" : "both");
+  NUMERAL_CHECK(s.images.empty() || !s.labels.empty(),
+                "--images {} needs --labels: an IDX file with the digit each image was asked to "
+                "be",
+                s.images);
+  NUMERAL_CHECK(s.labels.empty() || !s.images.empty(), "--labels needs --images");
+  NUMERAL_CHECK(s.data.empty() || !s.images.empty(),
+                "--data applies to --images only; a diffusion run's own data is used otherwise");
+  NUMERAL_CHECK(s.selection.best_of == 1 || s.images.empty(),
+                "--best-of selects among generated digits; it does not apply to --images");
 }
 
 // The run directory of a checkpoint path (itself if a directory).
@@ -179,47 +227,60 @@ nlohmann::json generation_context(const EvalCommon& c, const Loaded& l) {
   return j;
 }
 
-SampleSet generate_with_bar(const Loaded& l, int64_t n, const GenerateOptions& options) {
-  ProgressBar bar(fmt::format("generating (w = {:g})", options.guidance), n, "img");
-  SampleSet s = generate_samples(*l.model, n, options, [&](int64_t done) { bar.update(done); });
+SampleSet generate_with_bar(const Loaded& l, int64_t n, const GenerateOptions& options,
+                            const Selection& selection = {}) {
+  const std::string what =
+      selection.best_of > 1 ? fmt::format(", {} candidates each", selection.best_of) : "";
+  ProgressBar bar(fmt::format("generating (w = {:g}{})", options.guidance, what),
+                  n * selection.best_of, "img");
+  SampleSet s = generate_samples(
+      *l.model, n, options, [&](int64_t done) { bar.update(done); }, selection);
   bar.finish();
   return s;
 }
 
+// The samples a SampleSource names: read (and checked against the classifier) or generated, the
+// best of K when selecting. `min_samples`: what the FID needs (feature dimensions).
+SampleSet obtain_samples(const EvalCommon& c, const SampleSource& src, const Loaded& l,
+                         Ranker* ranker, int64_t min_samples) {
+  if (!l.model) {
+    SampleSet samples = load_idx_samples(src.images, src.labels);
+    check_classifier_input(l.classifier.config, samples.images,
+                           fmt::format("the IDX images {}", src.images));
+    return samples;
+  }
+  request_size(src.samples, 1, "--samples");
+  NUMERAL_CHECK(src.samples >= min_samples,
+                "--samples {}: the FID needs at least as many samples as there are feature "
+                "dimensions ({})",
+                src.samples, min_samples);
+  return generate_with_bar(l, src.samples, c.generate(),
+                           ranker ? ranker->selection() : Selection{});
+}
+
+// The ranker of --best-of (nothing loaded without it), checked against the model.
+std::unique_ptr<Ranker> open_ranker(const EvalCommon& c, const SampleSource& src, const Loaded& l) {
+  if (src.selection.best_of == 1 || !l.model) return nullptr;
+  auto ranker = std::make_unique<Ranker>(src.selection, c.classifier, l.real.class_names, l.device);
+  const auto& m = l.model->config.model;
+  ranker->check_images(m.image_size, m.image_channels, m.num_classes);
+  return ranker;
+}
+
 void run_eval(EvalCommand& cmd) {
   const auto& c = cmd.common;
-  NUMERAL_CHECK(!c.classifier.empty(),
-                "numeral eval needs --classifier CLF (train one with `numeral classifier train`)");
-  NUMERAL_CHECK(c.checkpoint.empty() != cmd.images.empty(),
-                "numeral eval: pass either --checkpoint RUN (generate digits) or --images FILE "
-                "--labels FILE (evaluate an IDX pair), not {}",
-                c.checkpoint.empty() ? "neither" : "both");
-  NUMERAL_CHECK(cmd.images.empty() || !cmd.labels.empty(),
-                "--images {} needs --labels: an IDX file with the digit each image was asked to "
-                "be",
-                cmd.images);
-  NUMERAL_CHECK(cmd.labels.empty() || !cmd.images.empty(), "--labels needs --images");
+  const auto& src = cmd.source;
+  check_source(c, src);
   NUMERAL_CHECK(cmd.cas_epochs >= 0, "--cas-epochs {}: expected at least 0", cmd.cas_epochs);
-  NUMERAL_CHECK(cmd.data.empty() || !cmd.images.empty(),
-                "--data applies to --images only; a diffusion run's own data is used otherwise");
-  SampleSet samples;
-  if (!cmd.images.empty()) samples = load_idx_samples(cmd.images, cmd.labels);
+  if (!src.images.empty()) load_idx_samples(src.images, src.labels);  // bad files fail first
   InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
-  Loaded l = load_all(c, cmd.data);
+  Loaded l = load_all(c, src.data);
   const OutputDir out = open_output_dir(
-      c.out, l.model ? run_dir_of(c.checkpoint) : std::filesystem::path(cmd.images).parent_path());
+      c.out, l.model ? run_dir_of(c.checkpoint) : std::filesystem::path(src.images).parent_path());
   const auto& dir = out.path;
-  if (l.model) {
-    request_size(cmd.samples, 1, "--samples");
-    NUMERAL_CHECK(cmd.samples >= l.classifier.config.feature_dim,
-                  "--samples {}: the FID needs at least as many samples as the classifier has "
-                  "feature dimensions ({})",
-                  cmd.samples, l.classifier.config.feature_dim);
-    samples = generate_with_bar(l, cmd.samples, c.generate());
-  } else {
-    check_classifier_input(l.classifier.config, samples.images,
-                           fmt::format("the IDX images {}", cmd.images));
-  }
+  const auto ranker = open_ranker(c, src, l);
+  const int64_t min_samples = l.classifier.config.feature_dim;
+  const SampleSet samples = obtain_samples(c, src, l, ranker.get(), min_samples);
   EvalOptions options;
   options.cas = !cmd.no_cas;
   options.cas_epochs = cmd.cas_epochs;
@@ -228,6 +289,15 @@ void run_eval(EvalCommand& cmd) {
   const EvalResult result = evaluate_samples(l.classifier, l.real, samples, options);
 
   Report report = eval_report(result, l.real, samples);
+  if (ranker) {
+    // What selection buys: the same request without it, judged the same way (no CAS).
+    say("best of 1, for comparison:");
+    const SampleSet plain = obtain_samples(c, src, l, nullptr, min_samples);
+    EvalOptions plain_options = options;
+    plain_options.cas = false;
+    const EvalResult plain_result = evaluate_samples(l.classifier, l.real, plain, plain_options);
+    report.tables.push_back(selection_table(plain_result, plain, result, samples));
+  }
   report.images = {{"samples", "samples.png"}};
   report.data.update(generation_context(c, l));
   write_png(dir / "samples.png", samples_grid(samples, l.real.class_names));
@@ -235,6 +305,52 @@ void run_eval(EvalCommand& cmd) {
   write_file_atomic(dir / "report.md", render_markdown(report));
   fmt::print("\n{}\nwrote {}/report.json, report.md, samples.png\n", render_text(report),
              dir.string());
+}
+
+void run_clip(ClipCommand& cmd) {
+  const auto& c = cmd.common;
+  const auto& src = cmd.source;
+  NUMERAL_CHECK(!src.selection.clip_model.empty(),
+                "numeral eval clip needs --clip-model DIR: a Hugging Face CLIP model directory "
+                "(config.json, model.safetensors, vocab.json + merges.txt), e.g. "
+                "openai/clip-vit-base-patch32");
+  check_source(c, src);
+  InterruptScope interrupts;
+  const torch::Device device = select_device(c.runtime.device);
+  clip::Clip clip = clip::load_clip(src.selection.clip_model, device);  // missing files fail first
+  say(fmt::format("CLIP {}: ViT {}x{} patches of {} px, {} + {} layers, {}-d embeddings",
+                  clip.dir.string(), clip.config.vision.image_size / clip.config.vision.patch_size,
+                  clip.config.vision.image_size / clip.config.vision.patch_size,
+                  clip.config.vision.patch_size, clip.config.vision.num_hidden_layers,
+                  clip.config.text.num_hidden_layers, clip.config.projection_dim));
+  Loaded l = load_all(c, src.data);
+  const OutputDir out = open_output_dir(
+      c.out, l.model ? run_dir_of(c.checkpoint) : std::filesystem::path(src.images).parent_path());
+  ClipExtractor extractor(clip, l.real.class_names);
+  const auto ranker = open_ranker(c, src, l);
+  const SampleSet samples = obtain_samples(c, src, l, ranker.get(), extractor.feature_dim());
+  const auto start = std::chrono::steady_clock::now();
+  say(fmt::format("CLIP: encoding {} digits, {} held-out and {} floor-set real digits",
+                  samples.labels.size(0), l.real.val_y.size(0), l.real.floor_y.size(0)));
+  const ExtractedFeatures generated = extractor.extract(samples.images);
+  const RealFeatures real = real_features(extractor, l.real);
+  const ClipScores gen_scores = clip_scores(extractor, generated, samples.labels);
+  const ClipScores real_scores = clip_scores(extractor, real.val, l.real.val_y);
+  const FidResult fid = fid_against(generated, real);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  Report report =
+      clip_report(gen_scores, real_scores, fid, l.real.class_names, extractor.prompts(),
+                  {{"samples", describe_samples(samples)},
+                   {"reference", describe_reference(l.real)},
+                   {"CLIP", fmt::format("{} ({}; scoring took {})", clip.dir.string(),
+                                        extractor.feature_space(), format_duration(seconds))}});
+  report.data.update(generation_context(c, l));
+  report.data["clip_model"] = clip.dir.string();
+  report.data["clip_config"] = clip::clip_config_to_json(clip.config);
+  write_file_atomic(out.path / "clip.json", render_json(report).dump(2) + "\n");
+  write_file_atomic(out.path / "clip.md", render_markdown(report));
+  fmt::print("\n{}\nwrote {}/clip.json, clip.md\n", render_text(report), out.path.string());
 }
 
 void run_popout(PopoutCommand& cmd) {
@@ -384,16 +500,18 @@ const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
       "eval", "judge a model's digits: accuracy, classifier-FID, CAS, diversity (+ popout, sweep)");
   sub->require_subcommand(0, 1);
   add_common(*sub, eval->common, /*required=*/false);
-  sub->add_option("--samples", eval->samples, "digits to generate (balanced over the classes)")
-      ->capture_default_str();
-  sub->add_option("--images", eval->images, "evaluate these IDX images instead of generating");
-  sub->add_option("--labels", eval->labels, "IDX labels: the digit each --images image should be");
-  sub->add_option("--data", eval->data,
-                  "real reference data for --images (default: the classifier's)");
+  add_source_options(*sub, eval->source);
   sub->add_flag("--no-cas", eval->no_cas, "skip CAS (it trains two classifiers)");
   sub->add_option("--cas-epochs", eval->cas_epochs,
                   "epochs of the CAS classifiers (0 = the classifier's own recipe)")
       ->capture_default_str();
+
+  auto clip_cmd = std::make_shared<ClipCommand>();
+  auto* clip_sub = sub->add_subcommand(
+      "clip", "judge digits with CLIP: CLIPScore, prompt preference, zero-shot accuracy, CLIP-FID");
+  add_common(*clip_sub, clip_cmd->common, /*required=*/false);
+  add_source_options(*clip_sub, clip_cmd->source);
+  clip_sub->callback([clip_cmd] { run_clip(*clip_cmd); });
 
   auto popout_cmd = std::make_shared<PopoutCommand>();
   auto* popout_sub = sub->add_subcommand(

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 
 #include "numeral/cli.h"
 #include "numeral/common/error.h"
@@ -12,6 +13,7 @@
 #include "numeral/common/runtime.h"
 #include "numeral/common/signals.h"
 #include "numeral/data/dataset.h"
+#include "numeral/eval/ranker.h"
 #include "numeral/generate/export.h"
 #include "numeral/generate/pictures.h"
 #include "numeral/generate/request.h"
@@ -31,6 +33,7 @@ struct SampleCommand {
   std::string grid, png_dir, idx;
   bool overwrite = false;  // replace an earlier export in --png-dir or at --idx whole
   int scale = 3;
+  SelectionOptions selection;  // --best-of K: keep the best of K candidates per image
 };
 
 void run(SampleCommand& cmd, CLI::App& app) {
@@ -77,33 +80,59 @@ void run(SampleCommand& cmd, CLI::App& app) {
              pipeline.device().str());
   fmt::print("  sampler {}, {} steps (T = {}), {}, seed {}: {} images ({} per {})\n", sampler.name,
              steps, T, what, request.seed, count, per_digit, unconditional ? "row" : "class");
+  // --best-of: K candidates per image, class-major like the images, the best of each K kept.
+  const int64_t best_of = cmd.selection.best_of;
+  NUMERAL_CHECK(best_of == 1 || !unconditional,
+                "--best-of ranks each image as its requested class; drop --unconditional");
+  std::vector<std::string> class_names;
+  for (int64_t c = 0; c < pipeline.num_classes(); ++c) class_names.push_back(std::to_string(c));
+  Ranker ranker(cmd.selection, "", class_names, pipeline.device());
+  ranker.check_images(mc.image_size, mc.image_channels, mc.num_classes);
+  const Selection selection = ranker.selection();
+  if (best_of > 1) {
+    fmt::print("  each the best of {} candidates by the {}\n", best_of, selection.rank_by);
+  }
   std::fflush(stdout);
 
   int64_t done = 0;
   std::vector<torch::Tensor> kept;  // uint8 pixels for the grid
   std::vector<int64_t> index_in_class(static_cast<size_t>(mc.num_classes + 1), 0);
-  GenerationProgress progress("sample", count);
+  GenerationProgress progress("sample", count * best_of);
   const auto start_time = std::chrono::steady_clock::now();
+  auto consume = [&](int64_t start, const torch::Tensor& images) {
+    const auto batch_labels = labels(start, start + images.size(0));
+    if (idx) idx->append(images, batch_labels);
+    if (png_dir) {
+      for (int64_t i = 0; i < images.size(0); ++i) {
+        const int64_t label = batch_labels[i].item<int64_t>();
+        const auto slot = static_cast<size_t>(label < 0 ? mc.num_classes : label);
+        const std::string name =
+            label < 0 ? fmt::format("sample-{}.png", index_in_class[slot]++)
+                      : fmt::format("digit-{}-{}.png", label, index_in_class[slot]++);
+        png_dir->write(name, encode_png(image_from_tensor(images[i])));
+      }
+    }
+    if (!cmd.grid.empty()) kept.push_back(from_model_range(images));
+    done = start + images.size(0);
+  };
+  std::optional<BestOf> best;
   try {
-    pipeline.run(
-        request,
-        [&](int64_t start, const torch::Tensor& images) {
-          const auto batch_labels = labels(start, start + images.size(0));
-          if (idx) idx->append(images, batch_labels);
-          if (png_dir) {
-            for (int64_t i = 0; i < images.size(0); ++i) {
-              const int64_t label = batch_labels[i].item<int64_t>();
-              const auto slot = static_cast<size_t>(label < 0 ? mc.num_classes : label);
-              const std::string name =
-                  label < 0 ? fmt::format("sample-{}.png", index_in_class[slot]++)
-                            : fmt::format("digit-{}-{}.png", label, index_in_class[slot]++);
-              png_dir->write(name, encode_png(image_from_tensor(images[i])));
-            }
-          }
-          if (!cmd.grid.empty()) kept.push_back(from_model_range(images));
-          done = start + images.size(0);
-        },
-        progress.observer());
+    if (best_of == 1) {
+      pipeline.run(request, consume, progress.observer());
+    } else {
+      best.emplace(best_of, selection.scorer);
+      GenerateRequest candidates = request;
+      candidates.per_class = per_digit * best_of;
+      const LabelSource candidate_labels = pipeline.labels(candidates);
+      pipeline.run(
+          candidates,
+          [&](int64_t start, const torch::Tensor& images) {
+            const auto [winners, winner_labels] =
+                best->add(images, candidate_labels(start, start + images.size(0)));
+            if (winners.size(0) > 0) consume(done, winners);
+          },
+          progress.observer());
+    }
   } catch (const Interrupted& e) {
     throw Interrupted(e.signal(),
                       fmt::format("after {} of {} images; nothing was written", done, count));
@@ -116,6 +145,12 @@ void run(SampleCommand& cmd, CLI::App& app) {
 
   fmt::print("  {} images in {:.1f} s ({:.1f} images/s)\n", count, seconds,
              static_cast<double>(count) / std::max(seconds, 1e-9));
+  if (best) {
+    fmt::print(
+        "  best of {}: mean score {:.4f} kept against {:.4f} over all candidates; ranking "
+        "took {:.1f} s\n",
+        best_of, best->mean_best_score(), best->mean_score(), best->scoring_seconds());
+  }
   if (!cmd.grid.empty()) {
     GridLabels grid_labels;
     for (int64_t c : classes) grid_labels.rows.push_back(unconditional ? "" : std::to_string(c));
@@ -161,6 +196,9 @@ const bool kRegistered = register_command(/*order=*/50, [](CLI::App& app) {
                 "replace an earlier export in --png-dir (the whole directory) or at --idx (its "
                 "images and labels); without it, either is refused")
       ->group(outputs);
+  FlagBinding selection;
+  selection.group = "Selection by score";
+  bind_fields(*sub, cmd->selection, selection);
   add_runtime_options(*sub, cmd->runtime);
   sub->callback([cmd, sub] { run(*cmd, *sub); });
 });

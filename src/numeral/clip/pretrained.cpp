@@ -23,9 +23,7 @@ bool has_tokenizer(const std::filesystem::path& dir) {
 std::string clip_files_help(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
   std::vector<std::string> missing;
-  if (!fs::is_directory(dir)) {
-    missing.push_back("the directory itself");
-  } else {
+  if (fs::is_directory(dir)) {
     if (!fs::exists(dir / "config.json")) missing.push_back("config.json");
     if (!fs::exists(dir / "model.safetensors")) {
       missing.push_back(fs::exists(dir / "pytorch_model.bin")
@@ -37,13 +35,14 @@ std::string clip_files_help(const std::filesystem::path& dir) {
   }
   std::string list;
   for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+  if (!fs::is_directory(dir)) list = "";
   return fmt::format(
-      "CLIP model directory {} lacks {}: it needs config.json, model.safetensors and the tokenizer "
+      "CLIP model directory {} {}: it needs config.json, model.safetensors and the tokenizer "
       "(vocab.json + merges.txt, or OpenAI's bpe_simple_vocab_16e6.txt.gz) of a Hugging Face CLIP "
       "model, e.g. `huggingface-cli download openai/clip-vit-base-patch32 --local-dir {}` (or git "
       "clone https://huggingface.co/openai/clip-vit-base-patch32 with git-lfs); `numeral clip "
       "tiny --out DIR` writes a small random one to try the commands with",
-      dir.string(), list.empty() ? "nothing" : list, dir.string());
+      dir.string(), list.empty() ? "does not exist" : "lacks " + list, dir.string());
 }
 
 Clip load_clip(const std::filesystem::path& dir, torch::Device device) {

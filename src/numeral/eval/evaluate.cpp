@@ -205,6 +205,40 @@ Report eval_report(const EvalResult& result, const RealReference& real, const Sa
   return report;
 }
 
+ReportTable selection_table(const EvalResult& plain, const SampleSet& plain_samples,
+                            const EvalResult& selected, const SampleSet& selected_samples) {
+  ReportTable t;
+  t.title = fmt::format("Selection: best of {} by {}", selected_samples.best_of,
+                        selected_samples.rank_by);
+  t.columns = {"metric", "best of 1", fmt::format("best of {}", selected_samples.best_of)};
+  auto row = [&](const std::string& metric, ReportCell a, ReportCell b) {
+    t.rows.push_back({text_cell(metric), std::move(a), std::move(b)});
+  };
+  row("conditional accuracy", percent_cell(plain.accuracy.overall),
+      percent_cell(selected.accuracy.overall));
+  row("classifier-FID", number_cell(plain.fid.value, "{:.3f}"),
+      number_cell(selected.fid.value, "{:.3f}"));
+  row("diversity ratio, features",
+      number_cell(plain.diversity.features_mean / plain.real_diversity.features_mean, "{:.2f}"),
+      number_cell(selected.diversity.features_mean / selected.real_diversity.features_mean,
+                  "{:.2f}"));
+  row("diversity ratio, pixels",
+      number_cell(plain.diversity.pixels_mean / plain.real_diversity.pixels_mean, "{:.2f}"),
+      number_cell(selected.diversity.pixels_mean / selected.real_diversity.pixels_mean, "{:.2f}"));
+  row("seconds (generation + ranking)", number_cell(plain_samples.seconds, "{:.1f}"),
+      number_cell(selected_samples.seconds, "{:.1f}"));
+  row("of which ranking", number_cell(0, "{:.1f}"),
+      number_cell(selected_samples.scoring_seconds, "{:.1f}"));
+  row("digits per second", number_cell(plain_samples.images_per_s(), "{:.1f}"),
+      number_cell(selected_samples.images_per_s(), "{:.1f}"));
+  t.note = fmt::format(
+      "The same model, sampler and seed; each selected digit is the best of {} candidates. A "
+      "ranker that is also the judge (the same classifier) flatters accuracy: rank with another "
+      "classifier (--rank-classifier) or CLIP for a fair figure.",
+      selected_samples.best_of);
+  return t;
+}
+
 Report sweep_report(const std::vector<SweepRow>& rows, const RealReference& real,
                     ReportFacts facts) {
   Report report;

@@ -51,6 +51,11 @@ using ReportFacts = std::vector<std::pair<std::string, std::string>>;
 Report eval_report(const EvalResult& result, const RealReference& real, const SampleSet& samples,
                    ReportFacts facts = {});
 
+// What best-of-K selection buys and costs: accuracy, FID, diversity and time of the plain samples
+// (`plain`, best of 1) beside the selected ones, from the same model and sampler settings.
+ReportTable selection_table(const EvalResult& plain, const SampleSet& plain_samples,
+                            const EvalResult& selected, const SampleSet& selected_samples);
+
 // One row of a guidance sweep.
 struct SweepRow {
   double w = 0;
