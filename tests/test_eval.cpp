@@ -32,6 +32,7 @@
 #include "numeral/eval/samples.h"
 #include "numeral/io/checkpoint.h"
 #include "test_util.h"
+#include "tiny_run.h"
 
 namespace numeral {
 namespace {
@@ -671,22 +672,6 @@ TEST(Evaluate, RealDigitsAsSamplesMatchTheReference) {
   no_cas.cas = false;
   const std::string message = error_of([&] { evaluate_samples(c, real, few, no_cas); });
   EXPECT_TRUE(contains(message, "10 samples")) << message;
-}
-
-// An untrained, tiny diffusion model: enough to run the samplers through popout and generate.
-TrainedModel tiny_diffusion_model() {
-  TrainedModel m;
-  m.config.model.channels = {8, 16};
-  m.config.model.groups = 4;
-  m.config.model.time_embed_dim = 16;
-  m.config.model.class_embed_dim = 16;
-  m.config.diffusion.timesteps = 10;
-  torch::manual_seed(0);
-  m.model = UNet(m.config.model);
-  m.model->eval();
-  m.diffusion = std::make_shared<GaussianDiffusion>(m.config.diffusion, torch::kCPU);
-  m.path = "tiny-run/checkpoint.safetensors";
-  return m;
 }
 
 TEST(Popout, RunsTheSamplerAndRecordsEveryStep) {

@@ -12,6 +12,7 @@
 #include "numeral/eval/select.h"
 #include "numeral/inference/pipeline.h"
 #include "test_util.h"
+#include "tiny_run.h"
 
 namespace numeral {
 namespace {
@@ -77,24 +78,8 @@ TEST(BestOf, RefusesMixedLabelsAndBadK) {
   EXPECT_TRUE(contains(message, "must share its label")) << message;
 }
 
-// An untrained tiny diffusion model: enough to generate.
-TrainedModel tiny_model() {
-  TrainedModel m;
-  m.config.model.channels = {8, 16};
-  m.config.model.groups = 4;
-  m.config.model.time_embed_dim = 16;
-  m.config.model.class_embed_dim = 16;
-  m.config.diffusion.timesteps = 10;
-  torch::manual_seed(0);
-  m.model = UNet(m.config.model);
-  m.model->eval();
-  m.diffusion = std::make_shared<GaussianDiffusion>(m.config.diffusion, torch::kCPU);
-  m.path = "tiny-run/checkpoint.safetensors";
-  return m;
-}
-
 TEST(BestOf, GenerationKeepsTheBestCandidateOfEachImage) {
-  const TrainedModel m = tiny_model();
+  const TrainedModel m = tiny_diffusion_model();
   GenerateOptions options;
   options.sampler.name = SamplerName::ddim;
   options.sampler.steps = 3;

@@ -4,6 +4,7 @@
 
 #include "numeral/data/idx.h"
 #include "numeral/inference/run_config.h"
+#include "numeral/inference/trained_model.h"
 #include "test_util.h"
 
 namespace numeral::test {
@@ -43,6 +44,22 @@ inline RunConfig tiny_run() {
   c.train.warmup_steps = 2;
   c.train.val_samples = 16;
   return c;
+}
+
+// An untrained, tiny diffusion model: enough to run the samplers (popout, generation).
+inline TrainedModel tiny_diffusion_model() {
+  TrainedModel m;
+  m.config.model.channels = {8, 16};
+  m.config.model.groups = 4;
+  m.config.model.time_embed_dim = 16;
+  m.config.model.class_embed_dim = 16;
+  m.config.diffusion.timesteps = 10;
+  torch::manual_seed(0);
+  m.model = UNet(m.config.model);
+  m.model->eval();
+  m.diffusion = std::make_shared<GaussianDiffusion>(m.config.diffusion, torch::kCPU);
+  m.path = "tiny-run/checkpoint.safetensors";
+  return m;
 }
 
 }  // namespace numeral::test

@@ -128,7 +128,7 @@ Report clip_report(const ClipScores& gen, const ClipScores& real, const FidResul
   add_comparison(summary,
                  fmt::format("CLIP-FID ({} vs {}; real = floor)", with_commas(fid.samples),
                              with_commas(fid.real)),
-                 number_cell(fid.value, "{:.3f}"), number_cell(fid.floor, "{:.3f}"));
+                 number_cell(fid.value, "{:.4g}"), number_cell(fid.floor, "{:.4g}"));
   summary.note = fmt::format(
       "CLIPScore: 2.5 * max(cos, 0) between the image and its class's prompt (Hessel et al. "
       "2021), averaged. Preference: the share of images closer to the first prompt than to the "
