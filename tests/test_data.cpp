@@ -453,7 +453,7 @@ TEST(LoadData, UnknownNameMissingDataAndEmptyDirectory) {
                "directory of IDX files");
   EXPECT_ERROR(load_data(options_for("mnist", tmp.path())), (tmp / "mnist").string(),
                "run `numeral data get mnist`");
-  EXPECT_ERROR(load_data(options_for(tmp.path())), "no IDX training files");
+  EXPECT_ERROR(load_data(options_for(tmp.path())), "no training data: expected IDX files");
 }
 
 TEST(LoadData, MnistFromTheDataRoot) {

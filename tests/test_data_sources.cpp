@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "numeral/data/cifar.h"
+#include "numeral/data/dataset.h"
 #include "numeral/data/image_folder.h"
 #include "numeral/io/image.h"
 #include "test_util.h"
@@ -20,7 +21,8 @@ Image pattern(int width, int height, int channels) {
   Image im(width, height, channels);
   for (int y = 0; y < height; ++y) {
     for (int x = 0; x < width; ++x) {
-      for (int c = 0; c < channels; ++c) im.at(x, y, c) = static_cast<uint8_t>((x * 7 + y * 3 + c * 50) % 256);
+      for (int c = 0; c < channels; ++c)
+        im.at(x, y, c) = static_cast<uint8_t>((x * 7 + y * 3 + c * 50) % 256);
     }
   }
   return im;
@@ -31,8 +33,7 @@ void write_bmp(const fs::path& path, const Image& im) {
 }
 
 void write_jpg(const fs::path& path, const Image& im) {
-  ASSERT_TRUE(
-      stbi_write_jpg(path.c_str(), im.width, im.height, im.channels, im.pixels.data(), 95));
+  ASSERT_TRUE(stbi_write_jpg(path.c_str(), im.width, im.height, im.channels, im.pixels.data(), 95));
 }
 
 TEST(ImageFolder, ReadsClassesInNameOrderAndFitsOddSizes) {
@@ -75,7 +76,9 @@ TEST(ImageFolder, FitImageResizesCropsAndConvertsChannels) {
   auto red = torch::zeros({3, 2, 2}, torch::kUInt8);
   red[0].fill_(255);
   EXPECT_EQ(fit_image(red, 2, 1).max().item<int>(), 76);
-  EXPECT_TRUE(contains(error_of([] { fit_image(torch::zeros({2, 4, 4}, torch::kUInt8), 4, 1); }),
+  EXPECT_TRUE(contains(error_of([] {
+                         fit_image(torch::zeros({2, 4, 4}, torch::kUInt8), 4, 1);
+                       }),
                        "[1 or 3, H, W]"));
 }
 
@@ -133,8 +136,8 @@ TEST(Cifar, Cifar10RecordsAndTheirPixelLayout) {
   }
   write_file_atomic(dir / "test_batch.bin", cifar_records({{3}, {0}, {7}}));
   std::string names;
-  for (const char* n : {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                        "ship", "truck"}) {
+  for (const char* n :
+       {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}) {
     names += std::string(n) + "\n";
   }
   write_file_atomic(dir / "batches.meta.txt", names + "\n");
@@ -142,7 +145,8 @@ TEST(Cifar, Cifar10RecordsAndTheirPixelLayout) {
   const CifarData c = read_cifar(root.path());
   EXPECT_EQ(c.num_classes, 10);
   ASSERT_EQ(c.train.images.sizes(), (std::vector<int64_t>{10, 3, 32, 32}));
-  EXPECT_TRUE(torch::equal(c.train.labels.slice(0, 0, 4), torch::tensor({1, 9, 2, 9}, torch::kInt64)));
+  EXPECT_TRUE(
+      torch::equal(c.train.labels.slice(0, 0, 4), torch::tensor({1, 9, 2, 9}, torch::kInt64)));
   EXPECT_TRUE(torch::equal(c.test.labels, torch::tensor({3, 0, 7}, torch::kInt64)));
   EXPECT_EQ(c.class_names[9], "truck");
   // Pixel byte j of record i: channel j / 1024, row (j % 1024) / 32, column j % 32.
@@ -178,6 +182,55 @@ TEST(Cifar, BadFilesAreRefusedNamingThem) {
   EXPECT_TRUE(contains(error_of([&] { read_cifar(ten.path()); }), "training batch 2 is missing"));
   TempDir empty;
   EXPECT_TRUE(contains(error_of([&] { read_cifar(empty.path()); }), "no CIFAR binary files"));
+}
+
+TEST(LoadData, ImageFoldersAndCifarBehindTheSameSplit) {
+  // Class folders without a test split: a seeded split, the folders' names as classes.
+  TempDir folders;
+  for (const char* name : {"circle", "square", "star"}) {
+    fs::create_directories(folders / name);
+    for (int i = 0; i < 5; ++i) {
+      write_png(folders / name / fmt::format("{}.png", i), pattern(12 + i, 12, 1));
+    }
+  }
+  DataOptions o;
+  o.data = folders.path().string();
+  o.val_fraction = 0.2;
+  const DataSplit s = load_data(o);
+  EXPECT_EQ(s.num_classes, 3);
+  EXPECT_EQ(s.class_names, (std::vector<std::string>{"circle", "square", "star"}));
+  EXPECT_EQ(s.train.size() + s.val.size(), 15);
+  EXPECT_EQ(s.val.size(), 3);
+  EXPECT_EQ(s.train.images.sizes(), (std::vector<int64_t>{12, 1, 12, 12}));
+  EXPECT_TRUE(contains(s.source, "image folder")) << s.source;
+  EXPECT_TRUE(contains(s.split, "seeded split")) << s.split;
+
+  // train/ and test/ folders: the test folder is the held-out split, fitted to train's size.
+  TempDir split;
+  for (const char* part : {"train", "test"}) {
+    for (const char* name : {"a", "b"}) {
+      fs::create_directories(split / part / name);
+      write_bmp(split / part / name / "x.bmp", pattern(part[1] == 'r' ? 10 : 20, 10, 3));
+    }
+  }
+  o.data = split.path().string();
+  const DataSplit t = load_data(o);
+  EXPECT_EQ(t.train.size(), 2);
+  EXPECT_EQ(t.val.size(), 2);
+  EXPECT_EQ(t.val.images.sizes(), (std::vector<int64_t>{2, 3, 10, 10}));
+  EXPECT_TRUE(contains(t.split, "the test files")) << t.split;
+
+  // CIFAR-100: its test file is the held-out split, 100 classes.
+  TempDir cifar;
+  write_file_atomic(cifar / "train.bin", cifar_records({{0, 5}, {0, 6}}));
+  write_file_atomic(cifar / "test.bin", cifar_records({{0, 7}}));
+  o.data = cifar.path().string();
+  const DataSplit c = load_data(o);
+  EXPECT_EQ(c.num_classes, 100);
+  EXPECT_EQ(c.train.size(), 2);
+  EXPECT_EQ(c.val.size(), 1);
+  EXPECT_EQ(c.train.images.sizes(), (std::vector<int64_t>{2, 3, 32, 32}));
+  EXPECT_TRUE(contains(c.source, "CIFAR-100")) << c.source;
 }
 
 }  // namespace

@@ -46,8 +46,7 @@ Dataset concat(const std::vector<Dataset>& parts) {
 fs::path find_cifar_dir(const fs::path& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return {};
-  for (const fs::path& candidate :
-       {dir, dir / "cifar-10-batches-bin", dir / "cifar-100-binary"}) {
+  for (const fs::path& candidate : {dir, dir / "cifar-10-batches-bin", dir / "cifar-100-binary"}) {
     if (is_cifar10(candidate) || is_cifar100(candidate)) return candidate;
   }
   return {};
@@ -88,8 +87,8 @@ CifarData read_cifar(const fs::path& dir) {
     std::vector<Dataset> parts;
     for (int b = 1; b <= 5; ++b) {
       const fs::path file = found / fmt::format("data_batch_{}.bin", b);
-      NUMERAL_CHECK(fs::exists(file), "{}: CIFAR-10 training batch {} is missing",
-                    file.string(), b);
+      NUMERAL_CHECK(fs::exists(file), "{}: CIFAR-10 training batch {} is missing", file.string(),
+                    b);
       parts.push_back(read_cifar_file(file, 1, 10));
     }
     c.train = concat(parts);

@@ -13,7 +13,9 @@
 #include "numeral/common/format.h"
 #include "numeral/common/fs.h"
 #include "numeral/common/lock.h"
+#include "numeral/data/cifar.h"
 #include "numeral/data/idx.h"
+#include "numeral/data/image_folder.h"
 
 namespace numeral {
 namespace {
@@ -125,7 +127,8 @@ ResolvedData resolve(const DataOptions& options, const fs::path& root) {
   }
   std::error_code ec;
   NUMERAL_CHECK(fs::is_directory(name, ec),
-                "unknown dataset '{}': expected mnist, fashion-mnist or a directory of IDX files",
+                "unknown dataset '{}': expected mnist, fashion-mnist or a directory of IDX files, "
+                "CIFAR binary files or class folders of images",
                 name);
   const bool fashion =
       source_json_field(name, "name") == "fashion-mnist" || same_dir(name, kFashionMnistSystemDir);
@@ -237,45 +240,119 @@ torch::Tensor split_val_indices(int64_t n, double val_fraction, uint64_t seed) {
   return torch::tensor(perm, torch::kInt64).reshape({n_val});
 }
 
-DataSplit load_data(const DataOptions& options) {
-  const fs::path root = data_root(options);
-  const ResolvedData resolved = resolve(options, root);
-  const IdxFiles files = find_idx_files(resolved.dir);
-  NUMERAL_CHECK(!files.train_images.empty() && !files.train_labels.empty(),
-                "{}: no IDX training files: expected train-images-idx3-ubyte[.gz] and "
-                "train-labels-idx1-ubyte[.gz]{}",
-                resolved.dir.string(),
-                resolved.name == "mnist" ? " (run `numeral data get mnist`)" : "");
+namespace {
+
+// What a source yields before the split: its training images, its test images if it has a test
+// split (size 0 otherwise), the class names and where it came from.
+struct SourceData {
+  Dataset train, test;
+  std::vector<std::string> class_names;
+  std::string source;
+  std::string test_name;  // e.g. "t10k-images-idx3-ubyte", "test_batch.bin"
+};
+
+// IDX files (MNIST's format): train-* and, if present, t10k-* or test-*.
+SourceData read_idx_source(const ResolvedData& resolved, const IdxFiles& files) {
   NUMERAL_CHECK(files.test_images.empty() == files.test_labels.empty(),
                 "{}: found {} but not the matching test {} file", resolved.dir.string(),
                 files.test_images.empty() ? files.test_labels.filename().string()
                                           : files.test_images.filename().string(),
                 files.test_images.empty() ? "images" : "labels");
+  SourceData s;
+  s.source = dataset_source(resolved.dir);
+  s.class_names = resolved.fashion ? fashion_class_names() : digit_class_names();
+  s.train = load_pair(files.train_images, files.train_labels);
+  if (!files.test_images.empty()) {
+    s.test = load_pair(files.test_images, files.test_labels);
+    s.test_name = files.test_images.filename().string();
+  }
+  return s;
+}
+
+// Class folders of images: DIR/train/<class>/ and DIR/test/<class>/ when DIR/train is one, else
+// DIR/<class>/ with no test split. The test images are fitted to the training images' size.
+SourceData read_folder_source(const fs::path& dir) {
+  const bool has_train = looks_like_image_folder(dir / "train");
+  const fs::path train_dir = has_train ? dir / "train" : dir;
+  ImageFolderData train = read_image_folder(train_dir);
+  SourceData s;
+  s.train = train.data;
+  s.class_names = train.class_names;
+  std::vector<std::string> warnings = train.warnings;
+  if (has_train && looks_like_image_folder(dir / "test")) {
+    ImageFolderOptions o;
+    o.image_size = train.data.images.size(2);
+    o.channels = train.data.images.size(1);
+    ImageFolderData test = read_image_folder(dir / "test", o);
+    NUMERAL_CHECK(test.class_names == train.class_names,
+                  "{}: the test folder's classes differ from the training folder's", dir.string());
+    s.test = test.data;
+    s.test_name = "test/";
+    warnings.insert(warnings.end(), test.warnings.begin(), test.warnings.end());
+  }
+  s.source = fmt::format("image folder {} ({} classes, {}x{} {})", dir.string(),
+                         s.class_names.size(), s.train.images.size(2), s.train.images.size(3),
+                         s.train.images.size(1) == 3 ? "RGB" : "grey");
+  if (!warnings.empty()) {
+    s.source += fmt::format("; {} files skipped, e.g. {}", warnings.size(), warnings.front());
+  }
+  return s;
+}
+
+SourceData read_cifar_source(const fs::path& dir) {
+  CifarData c = read_cifar(dir);
+  SourceData s;
+  s.train = c.train;
+  s.test = c.test;
+  s.class_names = c.class_names;
+  s.test_name = "the CIFAR test batch";
+  s.source = fmt::format("CIFAR-{} binary files in {}", c.num_classes, c.dir.string());
+  return s;
+}
+
+}  // namespace
+
+DataSplit load_data(const DataOptions& options) {
+  const fs::path root = data_root(options);
+  const ResolvedData resolved = resolve(options, root);
+  const IdxFiles files = find_idx_files(resolved.dir);
+  const bool idx = !files.train_images.empty() && !files.train_labels.empty();
+  const fs::path cifar_dir = idx ? fs::path() : find_cifar_dir(resolved.dir);
+  const bool folder =
+      !idx && cifar_dir.empty() &&
+      (looks_like_image_folder(resolved.dir) || looks_like_image_folder(resolved.dir / "train"));
+  NUMERAL_CHECK(idx || !cifar_dir.empty() || folder,
+                "{}: no training data: expected IDX files (train-images-idx3-ubyte[.gz] and "
+                "train-labels-idx1-ubyte[.gz]), CIFAR binary files or class folders of images{}",
+                resolved.dir.string(),
+                resolved.name == "mnist" ? " (run `numeral data get mnist`)" : "");
 
   // An export commits its images and labels under the exclusive lock: never read half a pair.
   const DirectoryLock pair_lock(resolved.dir, DirectoryLock::Mode::kShared);
+  SourceData source = idx                  ? read_idx_source(resolved, files)
+                      : !cifar_dir.empty() ? read_cifar_source(cifar_dir)
+                                           : read_folder_source(resolved.dir);
   DataSplit split;
   split.name = resolved.name;
   split.dir = resolved.dir;
-  split.source = dataset_source(resolved.dir);
-  split.num_classes = kNumClasses;
-  split.class_names = resolved.fashion ? fashion_class_names() : digit_class_names();
+  split.source = source.source;
+  split.num_classes = static_cast<int64_t>(source.class_names.size());
+  split.class_names = source.class_names;
 
-  Dataset train = load_pair(files.train_images, files.train_labels);
-  if (!files.test_images.empty()) {
-    split.val = load_pair(files.test_images, files.test_labels);
+  Dataset train = std::move(source.train);
+  if (source.test.size() > 0) {
+    split.val = std::move(source.test);
     NUMERAL_CHECK(split.val.images.sizes().slice(1).equals(train.images.sizes().slice(1)),
                   "{}: test images are {} but train images are {} (shapes as [C, H, W])",
-                  files.test_images.string(), split.val.images.sizes().slice(1),
+                  source.test_name, split.val.images.sizes().slice(1),
                   train.images.sizes().slice(1));
     split.train = std::move(train);
     split.split = fmt::format("the test files: {} validation images from {}",
-                              with_commas(split.val.size()), files.test_images.filename().string());
+                              with_commas(split.val.size()), source.test_name);
     split.val_fingerprint =
         split_fingerprint(torch::arange(split.val.size(), torch::kInt64), split.val.labels);
     return split;
   }
-
   const int64_t n = train.size();
   const torch::Tensor val_idx = split_val_indices(n, options.val_fraction, options.split_seed);
   torch::Tensor is_val = torch::zeros({n}, torch::kBool);

@@ -107,8 +107,8 @@ ImageFolderData read_image_folder(const std::filesystem::path& dir,
                                   const ImageFolderOptions& options) {
   std::error_code ec;
   NUMERAL_CHECK(std::filesystem::is_directory(dir, ec), "{}: no such directory", dir.string());
-  NUMERAL_CHECK(options.image_size >= 0 && (options.channels == 0 || options.channels == 1 ||
-                                            options.channels == 3),
+  NUMERAL_CHECK(options.image_size >= 0 &&
+                    (options.channels == 0 || options.channels == 1 || options.channels == 3),
                 "image folder {}: image size {} and channels {} (expected >= 0 and 0, 1 or 3)",
                 dir.string(), options.image_size, options.channels);
   ImageFolderData out;

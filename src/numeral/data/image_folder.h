@@ -47,7 +47,8 @@ ImageFolderData read_image_folder(const std::filesystem::path& dir,
 torch::Tensor decode_image(const std::string& bytes, const std::string& origin);
 
 // Resizes the shorter side of images [C, H, W] uint8 to `size` (antialiased bilinear) and keeps
-// the centre size x size; converts to `channels` (1: luma, 3: grey replicated). -> [channels, S, S].
+// the centre size x size; converts to `channels` (1: luma, 3: grey replicated). -> [channels, S,
+// S].
 torch::Tensor fit_image(const torch::Tensor& image, int64_t size, int64_t channels);
 
 }  // namespace numeral
