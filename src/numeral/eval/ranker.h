@@ -19,6 +19,9 @@ class Ranker {
   // Nothing is loaded when options.best_of is 1. Throws numeral::Error naming the missing flag.
   Ranker(const SelectionOptions& options, const std::string& default_classifier,
          const std::vector<std::string>& class_names, torch::Device device);
+  // The extractor refers to the model held here: a Ranker stays where it was made.
+  Ranker(const Ranker&) = delete;
+  Ranker& operator=(const Ranker&) = delete;
 
   // best_of, the scorer and what it is; the scorer refers to this Ranker.
   Selection selection();
