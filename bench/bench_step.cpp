@@ -1,7 +1,9 @@
 // The training and sampling steps of the shipped model, the default-size model and the distilled
 // student, against this machine's own fp32 GEMM rate. Prints one JSON object per line (the PyTorch
 // reference, bench/reference.py, prints the same rows; bench/run.sh puts both in one table):
-//   ./build/bench_step [--threads N] [--seconds S] [--teacher FILE] [--student FILE]
+//   ./build/bench_step [--threads N] [--seconds S] [--device D] [--teacher FILE] [--student FILE]
+// On a CUDA device every call is synchronised before the clock is read, and the batches are larger
+// (a GPU is not filled by 64 small images).
 //   ./build/bench_step --dump FILE   (inputs and outputs of the shipped model, for reference.py)
 #include <fmt/core.h>
 #include <torch/torch.h>
@@ -22,11 +24,29 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Where the benchmark runs; CUDA work is asynchronous, so each timed call ends with a sync.
+torch::Device g_device = torch::kCPU;
+
+void sync() {
+  if (g_device.is_cuda()) torch::cuda::synchronize();
+}
+
+// Batches of the training and the sampling rows: the CPU ones fit its caches (kCpuForwardBatch),
+// the CUDA ones fill the GPU. bench/reference.py uses the same.
+std::vector<int64_t> train_batches() {
+  return g_device.is_cuda() ? std::vector<int64_t>{64, 512} : std::vector<int64_t>{64};
+}
+std::vector<int64_t> sample_batches() {
+  return g_device.is_cuda() ? std::vector<int64_t>{64, 2048}
+                            : std::vector<int64_t>{kCpuForwardBatch, 64};
+}
+
 // Seconds per call of `fn`: after two warm-up calls, the best of 3 repeats of at least seconds / 3
 // each (the best filters out what else the machine did meanwhile).
 double seconds_per_call(const std::function<void()>& fn, double seconds) {
   fn();
   fn();
+  sync();
   double best = 1e30;
   for (int repeat = 0; repeat < 3; ++repeat) {
     int64_t calls = 0;
@@ -34,6 +54,7 @@ double seconds_per_call(const std::function<void()>& fn, double seconds) {
     double elapsed = 0;
     while (elapsed < seconds / 3 || calls < 2) {
       fn();
+      sync();
       ++calls;
       elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     }
@@ -42,12 +63,15 @@ double seconds_per_call(const std::function<void()>& fn, double seconds) {
   return best;
 }
 
-// The best fp32 matrix-multiply rate over square sizes 512 to 2048, in FLOP/s.
+// The best fp32 matrix-multiply rate over square sizes 512 to 2048 (to 8192 on CUDA), in FLOP/s.
 double gemm_rate(double seconds) {
   double best = 0;
-  for (const int64_t n : {512, 1024, 2048}) {
-    const auto a = torch::randn({n, n}), b = torch::randn({n, n});
-    auto c = torch::empty({n, n});
+  const auto on = torch::TensorOptions().device(g_device);
+  const std::vector<int64_t> sizes = g_device.is_cuda() ? std::vector<int64_t>{2048, 4096, 8192}
+                                                        : std::vector<int64_t>{512, 1024, 2048};
+  for (const int64_t n : sizes) {
+    const auto a = torch::randn({n, n}, on), b = torch::randn({n, n}, on);
+    auto c = torch::empty({n, n}, on);
     const double s = seconds_per_call([&] { torch::mm_out(c, a, b); }, seconds / 3);
     best = std::max(best, 2.0 * static_cast<double>(n * n * n) / s);
   }
@@ -55,7 +79,8 @@ double gemm_rate(double seconds) {
 }
 
 torch::Tensor guidance_for(const UNet& model, int64_t batch) {
-  return model->config().guidance_input ? torch::full({batch}, 0.25) : torch::Tensor();
+  return model->config().guidance_input ? torch::full({batch}, 0.25, torch::TensorOptions().device(g_device))
+                                        : torch::Tensor();
 }
 
 // Inputs of a network call: batch images at mid-noise, labels half conditional and half null (as
@@ -67,6 +92,13 @@ struct CallInputs {
     t = torch::full({batch}, 50, torch::kLong);
     labels = torch::cat({torch::randint(0, c.num_classes, {batch - batch / 2}, torch::kLong),
                          torch::full({batch / 2}, kNullLabel, torch::kLong)});
+  }
+  CallInputs to(torch::Device device) const {
+    CallInputs moved = *this;
+    moved.x = x.to(device);
+    moved.t = t.to(device);
+    moved.labels = labels.to(device);
+    return moved;
   }
 };
 
@@ -87,11 +119,11 @@ nlohmann::json row(const std::string& model, const std::string& step, const UNet
 void bench_model(const std::string& name, UNet model, double seconds, double gemm) {
   const auto& c = model->config();
   const double flops = static_cast<double>(forward_flops(c));
-  {  // training step: forward, MSE, backward, AdamW
-    const int64_t batch = 64;
+  model->to(g_device);
+  for (const int64_t batch : train_batches()) {  // training step: forward, MSE, backward, AdamW
     model->train();
     torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-4));
-    const CallInputs in(c, batch);
+    const CallInputs in = CallInputs(c, batch).to(g_device);
     const auto target = torch::randn_like(in.x);
     const auto w = guidance_for(model, batch);
     const double s = seconds_per_call(
@@ -106,8 +138,8 @@ void bench_model(const std::string& name, UNet model, double seconds, double gem
   }
   model->eval();
   torch::NoGradGuard no_grad;
-  for (const int64_t batch : {kCpuForwardBatch, int64_t{64}}) {  // sampling: one network call
-    const CallInputs in(c, batch);
+  for (const int64_t batch : sample_batches()) {  // sampling: one network call
+    const CallInputs in = CallInputs(c, batch).to(g_device);
     const auto w = guidance_for(model, batch);
     const double s = seconds_per_call([&] { model->forward(in.x, in.t, in.labels, w); }, seconds);
     fmt::print("{}\n", row(name, "sample", model, batch, s, flops, gemm).dump());
@@ -141,6 +173,7 @@ int run(int argc, char** argv) {
   int threads = 0;
   double seconds = 3;
   std::string teacher = "models/mnist.safetensors", student, dump_path;
+  g_device = select_device("cpu");
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--threads")
@@ -153,6 +186,8 @@ int run(int argc, char** argv) {
       student = value;
     else if (flag == "--dump")
       dump_path = value;
+    else if (flag == "--device")
+      g_device = select_device(value);
     else
       throw std::runtime_error("bench_step: unknown flag " + flag);
   }
@@ -168,6 +203,7 @@ int run(int argc, char** argv) {
              nlohmann::json{{"impl", "numeral"},
                             {"gemm_gflops", gemm / 1e9},
                             {"threads", used},
+                            {"device", g_device.str()},
                             {"malloc", kept ? "keep" : "system"},
                             {"torch", fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR,
                                                   TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)}}

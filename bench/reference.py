@@ -203,15 +203,34 @@ def check(dump_path, teacher, student, tol):
     return 0
 
 
+DEVICE = torch.device("cpu")
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def train_batches():
+    """bench_step's batches: the CPU ones fit its caches, the CUDA ones fill the GPU."""
+    return (64, 512) if DEVICE.type == "cuda" else (64,)
+
+
+def sample_batches():
+    return (64, 2048) if DEVICE.type == "cuda" else (256, 64)
+
+
 def seconds_per_call(fn, seconds):
     """bench_step's measure: two warm-up calls, then the best of 3 repeats of seconds / 3."""
     fn()
     fn()
+    sync()
     best = float("inf")
     for _ in range(3):
         calls, start = 0, time.perf_counter()
         while True:
             fn()
+            sync()
             calls += 1
             elapsed = time.perf_counter() - start
             if elapsed >= seconds / 3 and calls >= 2:
@@ -251,7 +270,7 @@ def inputs(cfg, batch):
     labels = torch.cat([torch.randint(0, cfg["num_classes"], (batch - batch // 2,)),
                         torch.full((batch // 2,), NULL_LABEL, dtype=torch.long)])
     w = torch.full((batch,), 0.25)
-    return x, t, labels, w
+    return x.to(DEVICE), t.to(DEVICE), labels.to(DEVICE), w.to(DEVICE)
 
 
 def bench_model(name, model, cfg, seconds, gemm):
@@ -264,21 +283,23 @@ def bench_model(name, model, cfg, seconds, gemm):
                      "gflop_per_image": f / 1e9, "ms_per_step": s * 1e3, "images_per_s": ips,
                      "gemm_fraction": ips * f / gemm})
 
-    x, t, labels, w = inputs(cfg, 64)
-    target = torch.randn_like(x)
-    for impl, net in (("pytorch eager", model), ("pytorch torchscript", torch.jit.script(model))):
-        net.train()
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    model = model.to(DEVICE)
+    for batch in train_batches():
+        x, t, labels, w = inputs(cfg, batch)
+        target = torch.randn_like(x)
+        for impl, net in (("pytorch eager", model), ("pytorch torchscript", torch.jit.script(model))):
+            net.train()
+            opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
 
-        def step():
-            opt.zero_grad()
-            F.mse_loss(net(x, t, labels, w), target).backward()
-            opt.step()
+            def step():
+                opt.zero_grad()
+                F.mse_loss(net(x, t, labels, w), target).backward()
+                opt.step()
 
-        row(impl, "train", 64, seconds_per_call(step, seconds), 3 * flops)
+            row(impl, "train", batch, seconds_per_call(step, seconds), 3 * flops)
     model.eval()
     frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(model).eval()))
-    for batch in (16, 64):
+    for batch in sample_batches():
         x, t, labels, w = inputs(cfg, batch)
         for impl, net in (("pytorch eager", model), ("pytorch frozen", frozen)):
             with torch.no_grad():
@@ -290,8 +311,9 @@ def bench_model(name, model, cfg, seconds, gemm):
 
 def gemm_rate(seconds):
     best = 0.0
-    for n in (512, 1024, 2048):
-        a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    for n in (2048, 4096, 8192) if DEVICE.type == "cuda" else (512, 1024, 2048):
+        a, b, c = (torch.randn(n, n, device=DEVICE), torch.randn(n, n, device=DEVICE),
+                   torch.empty(n, n, device=DEVICE))
         s = seconds_per_call(lambda: torch.mm(a, b, out=c), seconds / 3)
         best = max(best, 2 * n ** 3 / s)
     return best
@@ -306,7 +328,10 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the benchmark only)")
     a = p.parse_args()
+    global DEVICE
+    DEVICE = torch.device(a.device)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     if a.check:
@@ -314,7 +339,7 @@ def main():
     torch.manual_seed(0)
     gemm = gemm_rate(a.seconds)
     print(json.dumps({"impl": "pytorch", "gemm_gflops": gemm / 1e9, "threads": torch.get_num_threads(),
-                      "torch": torch.__version__}), flush=True)
+                      "device": str(DEVICE), "torch": torch.__version__}), flush=True)
     model, cfg = load_model(a.teacher)
     bench_model("shipped (32,32,64)", model, cfg, a.seconds, gemm)
     default = dict(cfg, channels=[64, 64, 128])
