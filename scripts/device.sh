@@ -41,6 +41,8 @@ say "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$summary"
 python3 -c 'import torch,sys;print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())' 2>&1 | tee -a "$summary"
 nproc
+[[ -d /usr/local/cuda/bin ]] && export PATH=/usr/local/cuda/bin:$PATH CUDAToolkit_ROOT=/usr/local/cuda
+command -v nvcc && nvcc --version | tail -n 2
 torch_cmake=${TORCH_CMAKE:-$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')}
 
 # Dependencies: the Debian packages unpacked into a private prefix (never into /).
@@ -81,7 +83,7 @@ if has build; then
     -DCLI11_DIR="$P/usr/share/cmake/CLI11" -DGTest_DIR="$P/gtest/lib/cmake/GTest" \
     -DGIF_INCLUDE_DIR="$P/usr/include" -DGIF_LIBRARY="$lib/libgif.so" \
     -DZLIB_INCLUDE_DIR="$P/usr/include" -DZLIB_LIBRARY="$lib/libz.so" \
-    -DTORCH_CUDA_ARCH_LIST=9.0 >"$log/configure.log" 2>&1 || { tail -n 40 "$log/configure.log"; exit 1; }
+    -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 >"$log/configure.log" 2>&1 || { tail -n 40 "$log/configure.log"; exit 1; }
   grep -iE "warning|not found|cuda" "$log/configure.log" | head -n 20
   say "building (ninja -k 0)"
   if ! cmake --build $build -j "$(nproc)" ${TARGETS:+--target $TARGETS} -- -k 0 >"$log/build.log" 2>&1; then
