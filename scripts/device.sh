@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 
 debs=(libfmt-dev libfmt9 nlohmann-json3-dev libcli11-dev libstb-dev libstb0 libgif-dev libgif7
-      zlib1g-dev zlib1g libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3 libbrotli1
+      zlib1g-dev zlib1g libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3 libbrotli1 libbrotli-dev
       libpcre2-dev libpcre2-8-0 googletest pkgconf pkgconf-bin libpkgconf3)
 if [[ ${1:-} == fetch ]]; then
   mkdir -p .deps && cd .deps && apt-get download "${debs[@]}"
@@ -85,14 +85,15 @@ if has build; then
     -DZLIB_INCLUDE_DIR="$P/usr/include" -DZLIB_LIBRARY="$lib/libz.so" \
     -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 >"$log/configure.log" 2>&1 || { tail -n 40 "$log/configure.log"; exit 1; }
   grep -iE "warning|not found|cuda" "$log/configure.log" | head -n 20
-  say "building (ninja -k 0)"
-  if ! cmake --build $build -j "$(nproc)" ${TARGETS:+--target $TARGETS} -- -k 0 >"$log/build.log" 2>&1; then
+  say "building the CLI and the benchmarks (ninja -k 0)"
+  if ! cmake --build $build -j "$(nproc)" --target ${TARGETS:-numeral_cli bench_step bench_serve} \
+      -- -k 0 >"$log/build.log" 2>&1; then
     note "BUILD FAILED after $(elapsed)s; the first errors:"
     grep -E "error|Error" "$log/build.log" | grep -v "^ninja: build stopped" | head -n 60
     tar -C "$out" -czf "$out/logs.tgz" logs
     exit 1
   fi
-  note "build: ok in $(elapsed)s ($(grep -c warning "$log/build.log") warning lines)"
+  note "build: CLI and benchmarks ok at $(elapsed)s ($(grep -c warning "$log/build.log") warning lines)"
 fi
 [[ ${LD_LIBRARY_PATH:-} == *$P/extra* ]] || export LD_LIBRARY_PATH=$P/extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export NUMERAL_PROGRESS=0
@@ -111,12 +112,20 @@ if has bench; then
   tail -n 12 "$log/bench-serve.log" | tee -a "$summary"
 fi
 
-# The tests (CPU cores) beside the training (the GPU): neither is timed against the other.
+# The tests (built, then run on the CPU cores) beside the training (the GPU): neither is timed.
 test_pid=""
 if has test; then
-  say "ctest in the background"
-  (NUMERAL_PROGRESS=0 timeout $(($(left) - 30)) ctest --test-dir $build -j 6 --timeout 240 \
-     --output-on-failure >"$log/ctest.log" 2>&1; echo "ctest rc=$?" >>"$log/ctest.log") &
+  say "building and running the tests in the background"
+  (
+    if ! cmake --build $build -j 12 -- -k 0 >"$log/build-tests.log" 2>&1; then
+      echo "TEST BUILD FAILED; the first errors:" >"$log/ctest.log"
+      grep -E "error|Error" "$log/build-tests.log" | grep -v "^ninja: build stopped" | head -n 40 \
+        >>"$log/ctest.log"
+    fi
+    NUMERAL_PROGRESS=0 timeout $(($(left) - 30)) ctest --test-dir $build -j 6 --timeout 240 \
+      --output-on-failure >>"$log/ctest.log" 2>&1
+    echo "ctest rc=$? at $(elapsed)s" >>"$log/ctest.log"
+  ) &
   test_pid=$!
 fi
 
@@ -167,7 +176,8 @@ fi
 
 if [[ -n $test_pid ]]; then
   wait "$test_pid"
-  grep -E "tests passed|tests failed|ctest rc" "$log/ctest.log" | tee -a "$summary"
+  grep -E "TEST BUILD|error|tests passed|tests failed|ctest rc" "$log/ctest.log" | head -n 30 |
+    tee -a "$summary"
   sed -n '/The following tests FAILED/,$p' "$log/ctest.log" | head -n 40 | tee -a "$summary"
 fi
 tar -C "$out" -czf "$out/logs.tgz" logs && rm -rf "$log"

@@ -2,6 +2,7 @@
 // inputs, pop-out threshold crossings, the classifier (a tiny training run, checkpoint round
 // trip, augmentation), the reports, every bad input, and the CLI.
 #include <gtest/gtest.h>
+#include <torch/linalg.h>  // not in torch/torch.h from LibTorch 2.x on
 #include <torch/torch.h>
 #include <unistd.h>
 

@@ -1,5 +1,7 @@
 #include "numeral/eval/metrics.h"
 
+#include <torch/linalg.h>  // not in torch/torch.h from LibTorch 2.x on
+
 #include <cmath>
 #include <limits>
 
