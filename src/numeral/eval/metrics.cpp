@@ -1,7 +1,5 @@
 #include "numeral/eval/metrics.h"
 
-#include <torch/linalg.h>  // not in torch/torch.h from LibTorch 2.x on
-
 #include <cmath>
 #include <limits>
 
@@ -62,7 +60,7 @@ torch::Tensor sqrtm_psd(const torch::Tensor& s) {
                 "sqrtm_psd: expected a square matrix, got {}", s.sizes());
   const auto m = s.to(torch::kCPU, torch::kDouble);
   const auto sym = (m + m.t()) * 0.5;
-  auto [eigenvalues, eigenvectors] = torch::linalg::eigh(sym, "L");
+  auto [eigenvalues, eigenvectors] = torch::linalg_eigh(sym, "L");
   const auto root = eigenvalues.clamp_min(0.0).sqrt();
   return (eigenvectors * root.unsqueeze(0)).mm(eigenvectors.t());
 }
@@ -76,7 +74,7 @@ double frechet_distance(const FeatureStats& a, const FeatureStats& b) {
   const auto root_a = sqrtm_psd(a.cov);
   auto product = root_a.mm(b.cov).mm(root_a);
   product = (product + product.t()) * 0.5;
-  const auto eigenvalues = torch::linalg::eigh(product, "L");
+  const auto eigenvalues = torch::linalg_eigh(product, "L");
   const double cross = std::get<0>(eigenvalues).clamp_min(0.0).sqrt().sum().item<double>();
   const double fid =
       mean_term + a.cov.trace().item<double>() + b.cov.trace().item<double>() - 2.0 * cross;
