@@ -449,8 +449,9 @@ TEST(LoadData, BadShapesAndIncompleteSplits) {
 TEST(LoadData, UnknownNameMissingDataAndEmptyDirectory) {
   TempDir tmp;
   EXPECT_ERROR(load_data(options_for("nosuch-dataset-xyz", tmp.path())),
-               "unknown dataset 'nosuch-dataset-xyz': expected mnist, fashion-mnist or a "
-               "directory of IDX files");
+               "unknown dataset 'nosuch-dataset-xyz': expected mnist, fashion-mnist, a dataset "
+               "in " + tmp.path().string(),
+               "or a directory of IDX files");
   EXPECT_ERROR(load_data(options_for("mnist", tmp.path())), (tmp / "mnist").string(),
                "run `numeral data get mnist`");
   EXPECT_ERROR(load_data(options_for(tmp.path())), "no training data: expected IDX files");

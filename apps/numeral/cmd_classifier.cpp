@@ -123,7 +123,9 @@ const bool kRegistered = register_command(/*order=*/70, [](CLI::App& app) {
   auto* sub = group->add_subcommand(
       "train", "train a small CNN on the real training digits and test it on the held-out ones");
   const char* data_group = "Data";
-  sub->add_option("--data", cmd->data.data, "mnist, fashion-mnist or a directory of IDX files")
+  sub->add_option("--data", cmd->data.data,
+                  "mnist, fashion-mnist, a dataset in the data directory, a directory, or several "
+                  "joined by commas")
       ->capture_default_str()
       ->group(data_group);
   sub->add_option("--val-fraction", cmd->data.val_fraction,
@@ -135,6 +137,16 @@ const bool kRegistered = register_command(/*order=*/70, [](CLI::App& app) {
       ->group(data_group);
   sub->add_option("--limit", cmd->limit, "use only the first N training images (0 = all)")
       ->capture_default_str()
+      ->group(data_group);
+  sub->add_option("--image-size", cmd->data.image_size,
+                  "fit the images to this side, as the diffusion model's data (0 = the data's own)")
+      ->capture_default_str()
+      ->check(at_least(0))
+      ->group(data_group);
+  sub->add_option("--image-channels", cmd->data.channels,
+                  "1 (grey) or 3 (RGB), as the diffusion model's data (0 = the data's own)")
+      ->capture_default_str()
+      ->check(between(0, 3))
       ->group(data_group);
   const char* model_group = "Classifier";
   sub->add_option("--width", cmd->model.width, "channels of the first convolutions (then 2x)")

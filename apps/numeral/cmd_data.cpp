@@ -6,9 +6,12 @@
 #include "numeral/cli.h"
 #include "numeral/common/error.h"
 #include "numeral/common/format.h"
+#include "numeral/common/fs.h"
 #include "numeral/data/dataset.h"
+#include "numeral/data/make.h"
 #include "numeral/data/sources.h"
 #include "numeral/generate/pictures.h"
+#include "numeral/io/image.h"
 
 namespace {
 
@@ -22,6 +25,10 @@ struct DataCommandOptions {
   int64_t per_class = 10;                 // grid: columns
   int scale = 3;                          // grid: nearest-neighbour upscaling
   std::string out = "out/real-grid.png";  // grid: output PNG
+  std::string made;                       // make: which dataset (colored-mnist)
+  std::string made_out;                   // make: output directory ("" = <root>/<name>)
+  uint64_t seed = 0;                      // make: colours
+  bool overwrite = false;                 // make: replace an earlier one
 };
 
 std::filesystem::path resolve_root(const std::string& root) {
@@ -79,9 +86,43 @@ void run_grid(const DataCommandOptions& options) {
              with_commas(data.train.size()), with_commas(data.val.size()), data.source);
 }
 
+// Colored MNIST from the source's training and held-out digits, as class folders of PNGs:
+// OUT/train/<digit>/<n>.png and OUT/test/<digit>/<n>.png (the held-out digits stay held out).
+void run_make(const DataCommandOptions& options) {
+  NUMERAL_CHECK(options.made == "colored-mnist", "data make {}: expected colored-mnist",
+                options.made);
+  numeral::DataOptions data_options;
+  data_options.data = options.data;
+  data_options.root = options.root;
+  const numeral::DataSplit data = numeral::load_data(data_options);
+  const std::filesystem::path out = options.made_out.empty()
+                                        ? numeral::data_root(data_options) / options.made
+                                        : std::filesystem::path(options.made_out);
+  numeral::PendingDir dir(out, options.overwrite);
+  int64_t written = 0;
+  for (const auto& [part, set] : {std::pair{"train", &data.train}, std::pair{"test", &data.val}}) {
+    // One seed stream per part, so the train images do not depend on the held-out count.
+    const numeral::Dataset colored =
+        numeral::colored_digits(*set, options.seed * 2 + (std::string(part) == "test"));
+    for (int64_t i = 0; i < colored.size(); ++i) {
+      const int64_t label = colored.labels[i].item<int64_t>();
+      dir.write(fmt::format("{}/{}/{:05}.png", part, data.class_names.at(label), i),
+                numeral::encode_png(numeral::image_from_tensor(colored.images[i])));
+      ++written;
+    }
+  }
+  dir.commit();
+  fmt::print("{}: {} colored digits from {} ({} train, {} test; 32x32 RGB, seed {}); train on it "
+             "with --data {}\n",
+             out.string(), with_commas(written), data.name, with_commas(data.train.size()),
+             with_commas(data.val.size()), options.seed,
+             options.made_out.empty() ? options.made : out.string());
+}
+
 const bool kRegistered = numeral::cli::register_command(/*order=*/20, [](CLI::App& app) {
   static DataCommandOptions options;
-  auto* data = app.add_subcommand("data", "Get datasets (MNIST, Fashion-MNIST) and list them");
+  auto* data = app.add_subcommand(
+      "data", "Get datasets (MNIST, Fashion-MNIST), list them, show them, make new ones");
   data->require_subcommand(1);
 
   auto* get = data->add_subcommand(
@@ -107,6 +148,18 @@ const bool kRegistered = numeral::cli::register_command(/*order=*/20, [](CLI::Ap
       ->check(numeral::cli::between(1, 16));
   grid->add_option("--out,-o", options.out, "output PNG")->capture_default_str();
   grid->callback([] { run_grid(options); });
+
+  auto* make = data->add_subcommand(
+      "make", "Make a dataset from another, reproducibly: colored-mnist (32x32 RGB digits)");
+  make->add_option("name", options.made, "colored-mnist")->required();
+  make->add_option("--data", options.data, "the grey 28x28 digits to colour")
+      ->capture_default_str();
+  make->add_option("--root", options.root, "data directory (default: $NUMERAL_DATA or ./data)");
+  make->add_option("--out,-o", options.made_out,
+                   "output directory (default: <data directory>/<name>, then --data <name>)");
+  make->add_option("--seed", options.seed, "seed of the colours")->capture_default_str();
+  make->add_flag("--overwrite", options.overwrite, "replace an earlier one at --out");
+  make->callback([] { run_make(options); });
 });
 
 }  // namespace

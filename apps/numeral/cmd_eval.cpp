@@ -464,7 +464,7 @@ void run_augment_command(AugmentCommand& cmd) {
   // low-data one's (each generator is checked against them).
   const std::string reference = generator ? cmd.checkpoint : cmd.plan.low.front().second.string();
   const TrainedModel& model = generator ? *generator : load_trained_model(reference, device);
-  const DataSplit split = load_data(data_options_of(model.config.train));
+  const DataSplit split = load_data(data_options_of(model.config));
   check_run_split(model, split);
   const OutputDir out = open_output_dir(cmd.out, run_dir_of(reference));
   cmd.plan.generate = generate_options(cmd.request, cmd.execution);

@@ -56,7 +56,7 @@ void run(SampleCommand& cmd, CLI::App& app) {
   if (cmd.grid.empty() && cmd.png_dir.empty() && cmd.idx.empty()) cmd.grid = "samples.png";
   if (!cmd.grid.empty()) {
     NUMERAL_CHECK(per_digit <= kMaxGridColumns,
-                  "--grid: at most {} samples per digit fit a picture (got --per-class {}); use "
+                  "--grid: at most {} samples per class fit a picture (got --per-class {}); use "
                   "--idx or --png-dir for large exports",
                   kMaxGridColumns, per_digit);
     check_output_path(cmd.grid, "--grid");
@@ -84,8 +84,9 @@ void run(SampleCommand& cmd, CLI::App& app) {
   const int64_t best_of = cmd.selection.best_of;
   NUMERAL_CHECK(best_of == 1 || !unconditional,
                 "--best-of ranks each image as its requested class; drop --unconditional");
-  std::vector<std::string> class_names;
-  for (int64_t c = 0; c < pipeline.num_classes(); ++c) class_names.push_back(std::to_string(c));
+  const std::vector<std::string>& class_names = pipeline.model().class_names;
+  // PNG names and messages say "digit" only for a model of digits (its classes named 0 to 9).
+  const bool digits = class_names == default_class_names("mnist", 10);
   Ranker ranker(cmd.selection, "", class_names, pipeline.device());
   ranker.check_images(mc.image_size, mc.image_channels, mc.num_classes);
   const Selection selection = ranker.selection();
@@ -108,7 +109,8 @@ void run(SampleCommand& cmd, CLI::App& app) {
         const auto slot = static_cast<size_t>(label < 0 ? mc.num_classes : label);
         const std::string name =
             label < 0 ? fmt::format("sample-{}.png", index_in_class[slot]++)
-                      : fmt::format("digit-{}-{}.png", label, index_in_class[slot]++);
+                      : fmt::format("{}-{}-{}.png", digits ? "digit" : "class", label,
+                                    index_in_class[slot]++);
         png_dir->write(name, encode_png(image_from_tensor(images[i])));
       }
     }
@@ -153,7 +155,9 @@ void run(SampleCommand& cmd, CLI::App& app) {
   }
   if (!cmd.grid.empty()) {
     GridLabels grid_labels;
-    for (int64_t c : classes) grid_labels.rows.push_back(unconditional ? "" : std::to_string(c));
+    for (int64_t c : classes) {
+      grid_labels.rows.push_back(unconditional ? "" : class_names.at(static_cast<size_t>(c)));
+    }
     grid_labels.title =
         fmt::format("{} {} steps, {}, seed {}", sampler.name, steps, what, request.seed);
     write_png(cmd.grid, labelled_grid(torch::cat(kept), per_digit, grid_labels, cmd.scale));
@@ -169,13 +173,13 @@ void run(SampleCommand& cmd, CLI::App& app) {
 
 const bool kRegistered = register_command(/*order=*/50, [](CLI::App& app) {
   auto cmd = std::make_shared<SampleCommand>();
-  auto* sub = app.add_subcommand("sample", "generate digits from a trained model");
+  auto* sub = app.add_subcommand("sample", "generate images (digits) from a trained model");
   sub->add_option("--checkpoint", cmd->checkpoint, "run directory or checkpoint file")->required();
   add_request_options(*sub, cmd->request);
   add_execution_options(*sub, cmd->execution);
   const char* outputs = "Outputs";
   sub->add_option("--grid", cmd->grid,
-                  "PNG grid: a row per digit, labelled (default samples.png when no output is "
+                  "PNG grid: a row per class, labelled with its name (default samples.png when no output is "
                   "given)")
       ->group(outputs);
   sub->add_option("--scale", cmd->scale, "grid upscaling factor (nearest neighbour)")
@@ -183,7 +187,7 @@ const bool kRegistered = register_command(/*order=*/50, [](CLI::App& app) {
       ->check(between(1, 16))
       ->group(outputs);
   sub->add_option("--png-dir", cmd->png_dir,
-                  "one unscaled PNG per image: DIR/digit-<d>-<i>.png (sample-<i>.png when "
+                  "one unscaled PNG per image: DIR/digit-<d>-<i>.png (class-<c>-<i>.png when the classes are not digits, sample-<i>.png when "
                   "unconditional); written whole when every image is done")
       ->group(outputs);
   sub->add_option("--idx", cmd->idx,

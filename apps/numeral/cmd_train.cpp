@@ -98,16 +98,25 @@ void run(TrainCommand& cmd, CLI::App& app) {
   if (cmd.resume) {
     const Checkpoint stored = load_checkpoint(std::filesystem::path(cmd.run_dir), "diffusion");
     config = resumed_config(stored.config.get<RunConfig>(), cmd.config, app, changes);
+  } else {
+    // What the command line leaves open follows the data: its image size, channels and classes,
+    // and widths for that size (resolve_from_data).
+    const auto given = [&](const char* flag) { return app.get_option(flag)->count() > 0; };
+    if (!given("--image-size")) config.model.image_size = 0;
+    if (!given("--image-channels")) config.model.image_channels = 0;
+    if (!given("--num-classes")) config.model.num_classes = 0;
+    if (!given("--channels")) config.model.channels.clear();
   }
-  const nlohmann::json j = config;
   fmt::print("numeral train  run {}  device {}  threads {}\n", cmd.run_dir, device.str(), threads);
-  fmt::print("  model:     {}\n  diffusion: {}\n  train:     {}\n", j["model"].dump(),
-             j["diffusion"].dump(), j["train"].dump());
   if (!changes.empty()) fmt::print("  resumed with {}\n", fmt::join(changes, ", "));
 
   InterruptScope interrupts;  // SIGINT, SIGTERM: checkpoint at the next step, then stop
   const TrainerOptions options = trainer_options(cmd.run_dir, device, cmd.resume);
   Trainer trainer(config, options);
+  config = trainer.config();
+  const nlohmann::json j = config;
+  fmt::print("  model:     {}\n  diffusion: {}\n  train:     {}\n", j["model"].dump(),
+             j["diffusion"].dump(), j["train"].dump());
   fmt::print("  data:      {} ({}); {} train, {} held out ({})\n", trainer.data().name,
              trainer.data().source, trainer.data().train.size(), trainer.data().val.size(),
              trainer.data().split);
@@ -115,7 +124,7 @@ void run(TrainCommand& cmd, CLI::App& app) {
   std::fflush(stdout);
   std::unique_ptr<PreviewWriter> preview;
   if (config.train.preview_every > 0) {
-    preview = std::make_unique<PreviewWriter>(options.run_dir, config.model.num_classes);
+    preview = std::make_unique<PreviewWriter>(options.run_dir, trainer.data().class_names);
     trainer.set_epoch_callback([&](const EpochStats& stats) {
       if (stats.epoch % config.train.preview_every == 0) {
         preview->write(trainer.ema_model(), trainer.diffusion(), stats.epoch);

@@ -78,7 +78,7 @@ void add_execution_options(CLI::App& c, ExecutionOptions& e) {
 }
 
 void add_request_options(CLI::App& c, GenerateRequest& r, const std::set<std::string>& skip) {
-  FlagBinding binding{"Request", {{"classes", "--digit"}, {"per_class", "--per-digit"}}, skip};
+  FlagBinding binding{"Request", {{"classes", "--class,--digit"}, {"per_class", "--per-digit"}}, skip};
   bind_fields(c, r, binding);
 }
 

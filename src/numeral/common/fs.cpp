@@ -226,9 +226,16 @@ PendingDir::~PendingDir() {
 }
 
 void PendingDir::write(const std::string& name, const std::string& bytes) {
-  NUMERAL_CHECK(!committed_ && !name.empty() && name.find('/') == std::string::npos,
-                "{}: cannot add '{}'", target_.string(), name);
-  const fs::path path = staging_ / name;
+  const fs::path relative(name);
+  bool inside = !committed_ && !name.empty() && relative.is_relative() && name.back() != '/';
+  for (const auto& part : relative) inside = inside && part != ".." && part != "." && !part.empty();
+  NUMERAL_CHECK(inside, "{}: cannot add '{}'", target_.string(), name);
+  const fs::path path = staging_ / relative;
+  if (relative.has_parent_path()) {
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    NUMERAL_CHECK(!ec, "cannot write {}: {}", (target_ / name).string(), ec.message());
+  }
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   NUMERAL_CHECK(fd >= 0, "cannot write {}: {}", (target_ / name).string(), errno_text());
   try {

@@ -63,7 +63,8 @@ class PendingDir {
   PendingDir& operator=(const PendingDir&) = delete;
 
   const fs::path& target() const { return target_; }
-  // Writes one file into the staging directory (synced once, by commit()).
+  // Writes one file into the staging directory (synced once, by commit()); `name` may name
+  // subfolders ("train/3/0.png"), never a way out of it.
   void write(const std::string& name, const std::string& bytes);
   // Syncs the files, puts the directory in place of `target` and fsyncs its parent.
   void commit();

@@ -92,6 +92,12 @@ int configure_threads(int threads) {
                 "threads {}: expected 0 (one per CPU) to {}, the CPUs of this machine", threads,
                 cpu_count());
   torch::set_num_threads(threads > 0 ? threads : cpu_count());
+  // OpenBLAS keeps its own pool (a core's worth of busy-waiting per thread, seen as a second
+  // thread at 60% CPU in `--threads 1` training): hold it to the same count.
+  using SetInt = void (*)(int);
+  if (auto set_blas = reinterpret_cast<SetInt>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set_blas(torch::get_num_threads());
+  }
   return torch::get_num_threads();
 }
 

@@ -1,8 +1,10 @@
 #include "numeral/data/dataset.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -34,6 +36,17 @@ std::vector<std::string> digit_class_names() {
   for (int64_t i = 0; i < kNumClasses; ++i) names.push_back(std::to_string(i));
   return names;
 }
+
+}  // namespace
+
+std::vector<std::string> default_class_names(const std::string& data, int64_t num_classes) {
+  if (data == "fashion-mnist" && num_classes == kNumClasses) return fashion_class_names();
+  std::vector<std::string> names;
+  for (int64_t i = 0; i < num_classes; ++i) names.push_back(std::to_string(i));
+  return names;
+}
+
+namespace {
 
 // The first regular file named <prefix>-<kind>{-,.}idx<d>-ubyte[.gz] in dir, or "".
 fs::path find_file(const fs::path& dir, std::initializer_list<const char*> prefixes,
@@ -126,10 +139,15 @@ ResolvedData resolve(const DataOptions& options, const fs::path& root) {
     return {name, kFashionMnistSystemDir, true};
   }
   std::error_code ec;
+  // A bare name the data root holds (what `numeral data make colored-mnist` writes there).
+  if (!fs::is_directory(name, ec) && !name.empty() && name.find('/') == std::string::npos &&
+      fs::is_directory(root / name, ec)) {
+    return {name, root / name, source_json_field(root / name, "name") == "fashion-mnist"};
+  }
   NUMERAL_CHECK(fs::is_directory(name, ec),
-                "unknown dataset '{}': expected mnist, fashion-mnist or a directory of IDX files, "
-                "CIFAR binary files or class folders of images",
-                name);
+                "unknown dataset '{}': expected mnist, fashion-mnist, a dataset in {} or a "
+                "directory of IDX files, CIFAR binary files or class folders of images",
+                name, root.string());
   const bool fashion =
       source_json_field(name, "name") == "fashion-mnist" || same_dir(name, kFashionMnistSystemDir);
   return {name, name, fashion};
@@ -270,11 +288,15 @@ SourceData read_idx_source(const ResolvedData& resolved, const IdxFiles& files) 
 }
 
 // Class folders of images: DIR/train/<class>/ and DIR/test/<class>/ when DIR/train is one, else
-// DIR/<class>/ with no test split. The test images are fitted to the training images' size.
-SourceData read_folder_source(const fs::path& dir) {
+// DIR/<class>/ with no test split. Each image is fitted to the options' size and channels as it
+// is read (once, from its own pixels); the test images to the training images'.
+SourceData read_folder_source(const fs::path& dir, const DataOptions& options) {
   const bool has_train = looks_like_image_folder(dir / "train");
   const fs::path train_dir = has_train ? dir / "train" : dir;
-  ImageFolderData train = read_image_folder(train_dir);
+  ImageFolderOptions fit;
+  fit.image_size = options.image_size;
+  fit.channels = options.channels;
+  ImageFolderData train = read_image_folder(train_dir, fit);
   SourceData s;
   s.train = train.data;
   s.class_names = train.class_names;
@@ -312,7 +334,10 @@ SourceData read_cifar_source(const fs::path& dir) {
 
 }  // namespace
 
-DataSplit load_data(const DataOptions& options) {
+namespace {
+
+// One source (load_data without commas).
+DataSplit load_one(const DataOptions& options) {
   const fs::path root = data_root(options);
   const ResolvedData resolved = resolve(options, root);
   const IdxFiles files = find_idx_files(resolved.dir);
@@ -331,7 +356,18 @@ DataSplit load_data(const DataOptions& options) {
   const DirectoryLock pair_lock(resolved.dir, DirectoryLock::Mode::kShared);
   SourceData source = idx                  ? read_idx_source(resolved, files)
                       : !cifar_dir.empty() ? read_cifar_source(cifar_dir)
-                                           : read_folder_source(resolved.dir);
+                                           : read_folder_source(resolved.dir, options);
+  NUMERAL_CHECK(options.image_size >= 0 &&
+                    (options.channels == 0 || options.channels == 1 || options.channels == 3),
+                "data: image size {} and channels {} (expected >= 0 and 0, 1 or 3)",
+                options.image_size, options.channels);
+  // Every source at the asked-for size and channels (a no-op where it already is).
+  for (Dataset* d : {&source.train, &source.test}) {
+    if (d->size() == 0) continue;
+    d->images = fit_images(d->images,
+                           options.image_size > 0 ? options.image_size : d->images.size(2),
+                           options.channels > 0 ? options.channels : d->images.size(1));
+  }
   DataSplit split;
   split.name = resolved.name;
   split.dir = resolved.dir;
@@ -368,6 +404,75 @@ DataSplit load_data(const DataOptions& options) {
       options.split_seed);
   split.val_fingerprint = split_fingerprint(val_idx, split.val.labels);
   return split;
+}
+
+}  // namespace
+
+DataSplit load_data(const DataOptions& options) {
+  std::vector<std::string> names;
+  for (size_t start = 0;;) {
+    const size_t comma = options.data.find(',', start);
+    names.push_back(options.data.substr(start, comma == std::string::npos ? comma : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    NUMERAL_CHECK(!names[i].empty(), "--data {}: an empty name in the list", options.data);
+    for (size_t j = 0; j < i; ++j) {
+      NUMERAL_CHECK(names[i] != names[j], "--data {}: {} is listed twice", options.data, names[i]);
+    }
+  }
+  if (names.size() == 1) {
+    DataSplit one = load_one(options);
+    one.parts = {{one.name, 0, one.num_classes}};
+    return one;
+  }
+  // A mix: the sources one after another, each fitted to the first's size and channels (or the
+  // asked-for ones), their labels offset so the classes follow one another.
+  DataSplit mix;
+  mix.name = options.data;
+  mix.num_classes = 0;
+  std::vector<torch::Tensor> train_x, train_y, val_x, val_y;
+  std::vector<std::string> sources, splits;
+  uint64_t fingerprint = 14695981039346656037ull;
+  for (const auto& name : names) {
+    DataOptions one = options;
+    one.data = name;
+    if (!train_x.empty()) {
+      one.image_size = train_x.front().size(2);
+      one.channels = train_x.front().size(1);
+    }
+    const DataSplit part = load_one(one);
+    if (mix.dir.empty()) mix.dir = part.dir;
+    mix.parts.push_back({part.name, mix.num_classes, part.num_classes});
+    train_x.push_back(part.train.images);
+    train_y.push_back(part.train.labels + mix.num_classes);
+    val_x.push_back(part.val.images);
+    val_y.push_back(part.val.labels + mix.num_classes);
+    for (const auto& c : part.class_names) mix.class_names.push_back(c);
+    mix.num_classes += part.num_classes;
+    sources.push_back(fmt::format("{}: {}", part.name, part.source));
+    splits.push_back(fmt::format("{}: {}", part.name, part.split));
+    fnv1a_u64(fingerprint, part.val_fingerprint);
+    fnv1a_u64(fingerprint, static_cast<uint64_t>(part.num_classes));
+  }
+  // Names shared by two sources ("0" in two digit sets) get their source's name in front.
+  std::vector<std::string> named = mix.class_names;
+  for (size_t i = 0; i < named.size(); ++i) {
+    if (std::count(mix.class_names.begin(), mix.class_names.end(), mix.class_names[i]) == 1) continue;
+    for (const auto& part : mix.parts) {
+      if (part.holds(static_cast<int64_t>(i))) {
+        named[i] = fs::path(part.name).filename().string() + ":" + mix.class_names[i];
+      }
+    }
+  }
+  mix.class_names = named;
+  mix.train = Dataset{torch::cat(train_x), torch::cat(train_y)};
+  mix.val = Dataset{torch::cat(val_x), torch::cat(val_y)};
+  mix.source = fmt::format("{}", fmt::join(sources, "; "));
+  mix.split = fmt::format("{}", fmt::join(splits, "; "));
+  mix.val_fingerprint = fingerprint;
+  return mix;
 }
 
 torch::Tensor to_model_range(const torch::Tensor& images) {

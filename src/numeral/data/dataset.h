@@ -19,10 +19,29 @@ struct Dataset {
 
 // Where to find data and how to split it.
 struct DataOptions {
-  std::string data = "mnist";       // "mnist", "fashion-mnist", or a directory of IDX files
+  // "mnist", "fashion-mnist", a dataset under the data root, or a directory (IDX files, CIFAR
+  // binary files, class folders of images); several joined by commas make one mixed dataset
+  // whose classes follow one another (mnist,fashion-mnist: 0-9 digits, 10-19 clothes).
+  std::string data = "mnist";
   std::filesystem::path root = "";  // data cache; "" = $NUMERAL_DATA or ./data
   double val_fraction = 0.2;        // held out of train when the source has no test split
   uint64_t split_seed = 0;          // seed of that split
+  // The images' side and channels (1 grey, 3 RGB); 0 keeps the source's. Images of another size
+  // are resized (shorter side, antialiased bilinear) and centre-cropped; grey becomes RGB by
+  // replication and RGB grey by BT.601 luma (fit_images, data/image_folder.h).
+  int64_t image_size = 0;
+  int64_t channels = 0;
+};
+
+// One source of a mixed dataset (--data mnist,fashion-mnist): its labels are
+// [class_offset, class_offset + num_classes) of the mix.
+struct DataPart {
+  std::string name;
+  int64_t class_offset = 0;
+  int64_t num_classes = 0;
+  bool holds(int64_t label) const {
+    return label >= class_offset && label < class_offset + num_classes;
+  }
 };
 
 // What training and evaluation see: the training digits and the held-out ones.
@@ -36,7 +55,12 @@ struct DataSplit {
   Dataset val;
   int64_t num_classes = 10;
   std::vector<std::string> class_names;  // "0".."9" or Fashion-MNIST's names
+  std::vector<DataPart> parts;           // the sources, in order; one for a single source
 };
+
+// Class names for a model whose checkpoint predates stored names: Fashion-MNIST's for
+// "fashion-mnist" with 10 classes, else "0", "1", ... (digits for MNIST).
+std::vector<std::string> default_class_names(const std::string& data, int64_t num_classes);
 
 // Resolves options.root: the option if set, else $NUMERAL_DATA, else "./data".
 std::filesystem::path data_root(const DataOptions& options);

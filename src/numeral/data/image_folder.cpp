@@ -78,9 +78,13 @@ torch::Tensor decode_image(const std::string& bytes, const std::string& origin) 
 torch::Tensor fit_image(const torch::Tensor& image, int64_t size, int64_t channels) {
   NUMERAL_CHECK(image.dim() == 3 && (image.size(0) == 1 || image.size(0) == 3),
                 "fit_image: expected [1 or 3, H, W], got {}", image.sizes());
-  NUMERAL_CHECK(size >= 1 && (channels == 1 || channels == 3),
-                "fit_image: size {} and channels {} (expected >= 1 and 1 or 3)", size, channels);
-  auto x = image.to(torch::kFloat).unsqueeze(0);  // [1, C, H, W]
+  return fit_images(image.unsqueeze(0), size, channels).squeeze(0);
+}
+
+namespace {
+
+torch::Tensor fit_chunk(const torch::Tensor& chunk, int64_t size, int64_t channels) {
+  auto x = chunk.to(torch::kFloat);  // [n, C, H, W]
   if (channels == 1 && x.size(1) == 3) {
     // ITU-R BT.601 luma, as PIL's convert("L").
     const auto w = torch::tensor({0.299f, 0.587f, 0.114f}).view({1, 3, 1, 1});
@@ -100,7 +104,26 @@ torch::Tensor fit_image(const torch::Tensor& image, int64_t size, int64_t channe
   }
   const int64_t top = (out_h - size) / 2, left = (out_w - size) / 2;
   x = x.slice(2, top, top + size).slice(3, left, left + size);
-  return x.round().clamp(0, 255).to(torch::kUInt8).squeeze(0).contiguous();
+  return x.round().clamp(0, 255).to(torch::kUInt8).contiguous();
+}
+
+}  // namespace
+
+torch::Tensor fit_images(const torch::Tensor& images, int64_t size, int64_t channels) {
+  NUMERAL_CHECK(images.dim() == 4 && (images.size(1) == 1 || images.size(1) == 3) &&
+                    images.scalar_type() == torch::kUInt8,
+                "fit_images: expected uint8 [N, 1 or 3, H, W], got {} {}", images.sizes(),
+                c10::toString(images.scalar_type()));
+  NUMERAL_CHECK(size >= 1 && (channels == 1 || channels == 3),
+                "fit_images: size {} and channels {} (expected >= 1 and 1 or 3)", size, channels);
+  if (images.size(1) == channels && images.size(2) == size && images.size(3) == size) return images;
+  constexpr int64_t kChunk = 2048;
+  std::vector<torch::Tensor> out;
+  for (int64_t i = 0; i < images.size(0); i += kChunk) {
+    out.push_back(fit_chunk(images.slice(0, i, std::min(i + kChunk, images.size(0))), size,
+                            channels));
+  }
+  return out.empty() ? torch::empty({0, channels, size, size}, torch::kUInt8) : torch::cat(out);
 }
 
 ImageFolderData read_image_folder(const std::filesystem::path& dir,

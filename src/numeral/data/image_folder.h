@@ -51,4 +51,7 @@ torch::Tensor decode_image(const std::string& bytes, const std::string& origin);
 // S].
 torch::Tensor fit_image(const torch::Tensor& image, int64_t size, int64_t channels);
 
+// fit_image on a batch [N, C, H, W] uint8 of one size (in chunks, so the float copy stays small).
+torch::Tensor fit_images(const torch::Tensor& images, int64_t size, int64_t channels);
+
 }  // namespace numeral

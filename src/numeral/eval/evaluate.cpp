@@ -91,6 +91,41 @@ EvalResult evaluate_samples(TrainedClassifier& classifier, const RealReference& 
   r.fid = fid_against(out, real.judge);
   r.diversity = diversity_report(samples.images, out.features, samples.labels, cfg.num_classes);
   r.real_diversity = real.diversity;
+  if (real.parts.size() > 1) {
+    const auto in_part = [](const torch::Tensor& labels, const DataPart& part) {
+      return labels.ge(part.class_offset)
+          .logical_and(labels.lt(part.class_offset + part.num_classes))
+          .nonzero()
+          .reshape({-1});
+    };
+    for (const auto& part : real.parts) {
+      PartEval e;
+      e.name = part.name;
+      const auto gen = in_part(samples.labels, part);
+      const auto val = in_part(real.val_y, part);
+      const auto floor = in_part(real.floor_y, part);
+      e.samples = gen.size(0);
+      if (e.samples == 0) continue;  // not asked for
+      const auto gen_labels = samples.labels.index_select(0, gen);
+      e.accuracy = accuracy(out.logits.index_select(0, gen), gen_labels).overall;
+      e.real_accuracy =
+          accuracy(real.judge.val.logits.index_select(0, val), real.val_y.index_select(0, val))
+              .overall;
+      const auto gen_features = out.features.index_select(0, gen);
+      const auto val_features = real.judge.val.features.index_select(0, val);
+      e.fid = r.fid;
+      e.fid.samples = e.samples;
+      e.fid.real = val.size(0);
+      e.fid.floor_size = floor.size(0);
+      // A covariance needs at least as many images as feature dimensions: else no FID (NaN).
+      const bool enough = std::min({e.samples, val.size(0), floor.size(0)}) >= out.features.size(1);
+      e.fid.value = enough ? frechet_distance(gen_features, val_features) : kNaN;
+      e.fid.floor =
+          enough ? frechet_distance(val_features, real.judge.floor.features.index_select(0, floor))
+                 : kNaN;
+      r.parts.push_back(e);
+    }
+  }
   if (options.cas) {
     CasOptions cas;
     cas.epochs = options.cas_epochs;
@@ -170,6 +205,23 @@ Report eval_report(const EvalResult& result, const RealReference& real, const Sa
          number_cell(at(gen.pixels), "{:.2f}"), number_cell(at(ref.pixels), "{:.2f}")});
   }
   report.tables.push_back(std::move(per_class));
+
+  if (!result.parts.empty()) {
+    ReportTable parts;
+    parts.title = "Per dataset";
+    parts.columns = {"dataset", "samples", "accuracy", "real accuracy", "classifier-FID", "floor",
+                     "FID / floor"};
+    for (const auto& p : result.parts) {
+      parts.rows.push_back({text_cell(p.name), text_cell(with_commas(p.samples)),
+                            percent_cell(p.accuracy), percent_cell(p.real_accuracy),
+                            number_cell(p.fid.value, "{:.3f}"), number_cell(p.fid.floor, "{:.3f}"),
+                            number_cell(p.fid.value / p.fid.floor, "{:.2f}")});
+    }
+    parts.note =
+        "Each source of the mix judged on its own classes: the samples asked to be of them, "
+        "against its own held-out images (FID) and its own floor-set images (floor).";
+    report.tables.push_back(std::move(parts));
+  }
 
   nlohmann::json data = reference_json(real);
   data["report"] = "numeral eval";

@@ -31,12 +31,22 @@ struct EvalOptions {
 };
 
 // Everything `numeral eval` reports about one sample set.
+// One source of a mixed dataset, judged on its classes alone.
+struct PartEval {
+  std::string name;
+  int64_t samples = 0;  // generated images asked to be of its classes
+  double accuracy = 0;  // of those, the share the classifier reads as the class asked for
+  double real_accuracy = 0;
+  FidResult fid;  // against its held-out images; the floor against its floor-set images
+};
+
 struct EvalResult {
   int64_t samples = 0;
   AccuracyReport accuracy;
   FidResult fid;  // in the classifier's feature space
   DiversityReport diversity, real_diversity;
   std::optional<CasReport> cas;
+  std::vector<PartEval> parts;  // per source, when the data is a mix of several
 };
 
 // Evaluates `samples` against `real` through `classifier`, which must be the reference's judge.

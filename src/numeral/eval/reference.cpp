@@ -48,6 +48,7 @@ RealReference make_real_reference(FeatureExtractor& judge, const DataSplit& spli
   r.split = split.split;
   r.val_fingerprint = split.val_fingerprint;
   r.class_names = split.class_names;
+  r.parts = split.parts;
   r.val_x = to_model_range(split.val.images);
   r.val_y = split.val.labels.to(torch::kLong);
   r.train_x = to_model_range(split.train.images);

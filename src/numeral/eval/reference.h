@@ -36,6 +36,7 @@ struct RealReference {
   std::string split;  // DataSplit::split
   uint64_t val_fingerprint = 0;
   std::vector<std::string> class_names;
+  std::vector<DataPart> parts;     // the sources of a mixed dataset (evaluated each on its own)
   torch::Tensor val_x, val_y;      // held-out: [N, C, H, W] float in [-1, 1], [N] int64
   torch::Tensor floor_x, floor_y;  // the floor set: [F, C, H, W], [F]
   torch::Tensor train_x, train_y;  // all training digits (the CAS baseline)

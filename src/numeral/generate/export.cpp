@@ -159,6 +159,11 @@ IdxExport::IdxExport(const std::string& prefix, int64_t count, bool labelled,
   NUMERAL_CHECK(count > 0, "IDX export: expected at least one image, got {}", count);
   NUMERAL_CHECK(image_shape.size() == 3, "IDX export: expected an image shape {{C, H, W}}");
   const int64_t c = image_shape[0], h = image_shape[1], w = image_shape[2];
+  // IDX is MNIST's format: grey images. numeral reads colour IDX (idx4) but writes colour as PNGs.
+  NUMERAL_CHECK(c == 1,
+                "--idx {}: IDX files hold grey images and this model makes colour ({} channels); "
+                "write them with --png-dir DIR",
+                prefix, c);
   paths_ = idx_export_paths(prefix, c);
   dir_ = paths_.images.parent_path();
   stem_ =

@@ -71,7 +71,8 @@ IdxExportPaths idx_export_paths(const std::string& prefix, int64_t image_channel
 // earlier export is replaced whole.
 class IdxExport {
  public:
-  // `count` images of image_shape {C, H, W}; `labelled` = false writes no labels file.
+  // `count` images of image_shape {C, H, W}; `labelled` = false writes no labels file. Grey only
+  // (C = 1): a colour export is refused, pointing at PNG folders.
   IdxExport(const std::string& prefix, int64_t count, bool labelled,
             const std::vector<int64_t>& image_shape, bool overwrite);
   // Appends images [n, C, H, W] (float in [-1, 1] or uint8 pixels) and their labels [n] int64

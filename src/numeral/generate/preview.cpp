@@ -9,8 +9,10 @@
 
 namespace numeral {
 
-PreviewWriter::PreviewWriter(std::filesystem::path run_dir, int64_t num_classes, int64_t per_class)
-    : run_dir_(std::move(run_dir)), num_classes_(num_classes), per_class_(per_class) {
+PreviewWriter::PreviewWriter(std::filesystem::path run_dir, std::vector<std::string> class_names,
+                             int64_t per_class)
+    : run_dir_(std::move(run_dir)), class_names_(std::move(class_names)), per_class_(per_class) {
+  if (class_names_.size() > kMaxRows) class_names_.resize(kMaxRows);
   // A resumed run keeps the grids of its earlier epochs.
   std::vector<std::filesystem::path> earlier;
   std::error_code ec;
@@ -22,15 +24,16 @@ PreviewWriter::PreviewWriter(std::filesystem::path run_dir, int64_t num_classes,
 }
 
 void PreviewWriter::write(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, int64_t epoch) {
-  std::vector<int64_t> classes(num_classes_);
-  for (int64_t c = 0; c < num_classes_; ++c) classes[c] = c;
+  const int64_t rows = static_cast<int64_t>(class_names_.size());
+  std::vector<int64_t> classes(rows);
+  for (int64_t c = 0; c < rows; ++c) classes[c] = c;
   GenerateOptions options;
   options.sampler.name = SamplerName::ddim;  // previews should be cheap: 25 deterministic steps,
   options.guidance = 0;                      // one network call each: the raw conditional model
   options.seed = 1234;
   const auto images = generate(model, diffusion, repeat_labels(classes, per_class_), options);
   GridLabels labels;
-  for (int64_t c = 0; c < num_classes_; ++c) labels.rows.push_back(std::to_string(c));
+  labels.rows = class_names_;
   const Image grid = labelled_grid(images, per_class_, labels, /*scale=*/2);
   const Image titled = add_title(grid, fmt::format("epoch {}", epoch));
   write_png(run_dir_ / "previews" / fmt::format("epoch-{:03}.png", epoch), titled);

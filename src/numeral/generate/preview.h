@@ -10,16 +10,20 @@
 
 namespace numeral {
 
-// Writes <run>/previews/epoch-NNN.png (a row per class, the same seeds every time), and after each
-// one rewrites <run>/previews.png (all epochs so far, labelled) and <run>/previews.gif.
+// Writes <run>/previews/epoch-NNN.png (a row per class, labelled with its name, the same seeds
+// every time; the first kMaxRows classes of a larger set), and after each one rewrites
+// <run>/previews.png (all epochs so far, labelled) and <run>/previews.gif.
 class PreviewWriter {
  public:
-  PreviewWriter(std::filesystem::path run_dir, int64_t num_classes, int64_t per_class = 8);
+  static constexpr size_t kMaxRows = 20;
+  PreviewWriter(std::filesystem::path run_dir, std::vector<std::string> class_names,
+                int64_t per_class = 8);
   void write(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, int64_t epoch);
 
  private:
   std::filesystem::path run_dir_;
-  int64_t num_classes_, per_class_;
+  std::vector<std::string> class_names_;
+  int64_t per_class_;
   std::vector<Image> frames_;  // every epoch's titled grid so far
 };
 

@@ -49,7 +49,9 @@ struct TrainConfig {
 
 template <class V>
 void describe(TrainConfig& t, V& v) {
-  v("data", t.data, "mnist, fashion-mnist or a directory of IDX files");
+  v("data", t.data,
+    "mnist, fashion-mnist, a dataset in the data directory (e.g. colored-mnist), a directory (IDX, "
+    "CIFAR binary, class folders of images), or several joined by commas (one mixed model)");
   v("val_fraction", t.val_fraction, "held out when the data has no test split", probability_open());
   v("split_seed", t.split_seed, "seed of that split");
   v("limit", t.limit, "use only the first N training images (0 = all)", at_least(0));

@@ -4,6 +4,7 @@
 
 #include "numeral/common/error.h"
 #include "numeral/common/fs.h"
+#include "numeral/data/dataset.h"
 #include "numeral/io/checkpoint.h"
 
 namespace numeral {
@@ -27,6 +28,16 @@ TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device
   m.diffusion = std::make_shared<GaussianDiffusion>(m.config.diffusion, device);
   m.diffusion->load_schedule_state(c.tensors, m.path.string());
   m.state = c.state;
+  m.class_names = default_class_names(m.config.train.data, m.config.model.num_classes);
+  if (c.state.contains("class_names")) {
+    try {
+      auto names = c.state.at("class_names").get<std::vector<std::string>>();
+      // A model may have more outputs than its data had classes: name the rest by index.
+      for (size_t i = 0; i < names.size() && i < m.class_names.size(); ++i) m.class_names[i] = names[i];
+    } catch (const nlohmann::json::exception&) {
+      fail("{}: corrupt checkpoint: class_names is not a list of strings", m.path.string());
+    }
+  }
   if (c.kind == kStudentKind) {
     m.student_steps = c.state.value("student_steps", int64_t{0});
     NUMERAL_CHECK(m.student_steps >= 1 && m.config.model.guidance_input,
@@ -52,7 +63,7 @@ TrainedModel export_for_sampling(const std::filesystem::path& from, const std::f
                 {"history", full.state.value("history", nlohmann::json::array())},
                 {"exported_from", source.path.string()},
                 {"weights_dtype", dtype}};
-  for (const char* key : {"val_fingerprint", "train_fingerprint", "student_steps"}) {
+  for (const char* key : {"val_fingerprint", "train_fingerprint", "student_steps", "class_names"}) {
     if (full.state.contains(key)) slim.state[key] = full.state[key];
   }
   for (const auto& [name, tensor] : full.tensors) {

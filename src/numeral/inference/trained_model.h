@@ -26,6 +26,9 @@ struct TrainedModel {
   nlohmann::json state;  // step, history, ...
   std::filesystem::path path;
   int64_t student_steps = 0;  // a distilled student's sampling steps; 0 for a trained model
+  // Its classes' names, in label order: from its data (stored in the checkpoint), or
+  // default_class_names for a file from before names were stored.
+  std::vector<std::string> class_names;
 };
 
 // Loads a diffusion checkpoint or a distilled student's (a file or a run directory) onto `device`.

@@ -28,6 +28,13 @@ void UNetConfig::validate() const {
   }
 }
 
+std::vector<int64_t> default_widths(int64_t image_size) {
+  if (image_size <= 32) return {64, 64, 128};
+  if (image_size <= 64) return {64, 64, 128, 128};
+  if (image_size <= 128) return {64, 64, 128, 128, 256};
+  return {64, 64, 128, 128, 256, 256};
+}
+
 int64_t UNetConfig::bottleneck_size() const {
   return image_size >> (channels.size() - 1);
 }

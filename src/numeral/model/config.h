@@ -29,16 +29,24 @@ struct UNetConfig {
   int64_t bottleneck_size() const;
 };
 
+// The U-Net's widths for an image side when a run names none: 3 levels up to 32 pixels (28 -> 14
+// -> 7, 32 -> 16 -> 8), 4 up to 64, 5 up to 128, 6 beyond, so the bottleneck stays 7 or 8 pixels.
+std::vector<int64_t> default_widths(int64_t image_size);
+
 template <class V>
 void describe(UNetConfig& m, V& v) {
-  v("image_size", m.image_size, "image height and width in pixels", at_least(4));
-  v("image_channels", m.image_channels, "1 (grey) or 3 (RGB)", between(1, 4));
-  v("channels", m.channels, "U-Net width per level, e.g. 64,64,128; resolution halves per level",
+  v("image_size", m.image_size, "image height and width in pixels (train: default the data's)",
+    at_least(4));
+  v("image_channels", m.image_channels, "1 (grey) or 3 (RGB) (train: default the data's)",
+    between(1, 4));
+  v("channels", m.channels,
+    "U-Net width per level, e.g. 64,64,128; resolution halves per level (train: default by image "
+    "size, 3 levels to 32 px, 4 to 64, 5 to 128)",
     at_least(1));
   v("time_embed_dim", m.time_embed_dim, "sinusoidal time features and the time MLP's width",
     at_least(2));
   v("class_embed_dim", m.class_embed_dim, "hidden width of the class EmbedBlock", at_least(1));
-  v("num_classes", m.num_classes, "number of labels", at_least(1));
+  v("num_classes", m.num_classes, "number of labels (train: default the data's)", at_least(1));
   v("groups", m.groups, "GroupNorm groups (must divide every width)", at_least(1));
   v("attention", m.attention, "self-attention at the lowest resolution");
   v("attention_heads", m.attention_heads, "heads of that attention (must divide its width)",

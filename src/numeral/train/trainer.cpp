@@ -68,7 +68,6 @@ class AutocastGuard {
 
 Trainer::Trainer(RunConfig config, TrainerOptions options)
     : config_(std::move(config)), options_(std::move(options)) {
-  config_.model.validate();
   config_.diffusion.validate();
   config_.train.validate();
   const auto& tc = config_.train;
@@ -76,7 +75,9 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
   NUMERAL_CHECK(!tc.bf16 || device.is_cuda(),
                 "--bf16 needs a CUDA device (this run is on {}); drop --bf16", device.str());
 
-  data_ = load_data(data_options_of(tc));
+  data_ = load_data(data_options_of(config_));
+  resolve_from_data(config_.model, data_);
+  config_.model.validate();
   Dataset train = data_.train;
   if (tc.limit > 0 && tc.limit < train.size()) {
     train = Dataset{train.images.slice(0, 0, tc.limit), train.labels.slice(0, 0, tc.limit)};
@@ -95,8 +96,8 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
   NUMERAL_CHECK(data_.num_classes <= mc.num_classes,
                 "data '{}' has {} classes but the model has {}", tc.data, data_.num_classes,
                 mc.num_classes);
-  // The whole training set lives on the device as one tensor; batches are index_selects.
-  train_x_ = to_model_range(images).to(device);
+  // The whole training set lives on the device as one uint8 tensor; batches are index_selects.
+  train_x_ = images.to(device);
   train_y_ = labels.to(device);
   const int64_t n_val =
       tc.val_samples > 0 ? std::min(tc.val_samples, data_.val.size()) : data_.val.size();
@@ -132,7 +133,22 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
   } else {
     generator_ = at::detail::createCPUGenerator(tc.seed);
   }
-  steps_per_epoch_ = (train_x_.size(0) + tc.batch_size - 1) / tc.batch_size;
+  epoch_length_ = train_x_.size(0);
+  if (data_.parts.size() > 1) {
+    const auto cpu_labels = labels.to(torch::kCPU);
+    int64_t largest = 0;
+    for (const auto& part : data_.parts) {
+      const auto mine = cpu_labels.ge(part.class_offset)
+                            .logical_and(cpu_labels.lt(part.class_offset + part.num_classes))
+                            .nonzero()
+                            .reshape({-1});
+      NUMERAL_CHECK(mine.size(0) > 0, "data '{}': no training images from {}", tc.data, part.name);
+      largest = std::max(largest, mine.size(0));
+      part_indices_.push_back(mine);
+    }
+    epoch_length_ = largest * static_cast<int64_t>(part_indices_.size());
+  }
+  steps_per_epoch_ = (epoch_length_ + tc.batch_size - 1) / tc.batch_size;
   planned_steps_ = steps_per_epoch_ * tc.epochs;
   total_steps_ = tc.max_steps > 0 ? std::min(planned_steps_, tc.max_steps) : planned_steps_;
 
@@ -169,6 +185,26 @@ double Trainer::learning_rate(int64_t step) const {
   return c.lr_min + (c.lr - c.lr_min) * 0.5 * (1 + std::cos(M_PI * p));
 }
 
+torch::Tensor Trainer::epoch_order(int64_t epoch) const {
+  const auto device = options_.device;
+  const uint64_t seed = config_.train.seed;
+  if (part_indices_.empty()) return epoch_permutation(train_x_.size(0), seed, epoch, device);
+  const int64_t largest = epoch_length_ / static_cast<int64_t>(part_indices_.size());
+  std::vector<torch::Tensor> drawn;
+  for (size_t p = 0; p < part_indices_.size(); ++p) {
+    const auto& mine = part_indices_[p];
+    const int64_t count = mine.size(0);
+    std::vector<torch::Tensor> rounds;  // each pass over the source in its own order
+    for (int64_t r = 0; r * count < largest; ++r) {
+      const uint64_t round_seed = seed * 7919 + (p + 1) * 104729 + static_cast<uint64_t>(r);
+      rounds.push_back(mine.index_select(0, epoch_permutation(count, round_seed, epoch, torch::kCPU)));
+    }
+    drawn.push_back(torch::cat(rounds).slice(0, 0, largest));
+  }
+  const auto all = torch::cat(drawn);
+  return all.index_select(0, epoch_permutation(all.size(0), seed, epoch, torch::kCPU)).to(device);
+}
+
 double Trainer::validation_loss() {
   torch::NoGradGuard no_grad;
   double sum = 0;
@@ -196,6 +232,7 @@ void Trainer::save_checkpoint_now() {
              {"history", history},
              {"val_fingerprint", data_.val_fingerprint},
              {"train_fingerprint", train_fingerprint_},
+             {"class_names", data_.class_names},
              {"torch_version", fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
                                            TORCH_VERSION_PATCH)}};
   c.tensors = module_state(*model_, "model.");
@@ -266,7 +303,7 @@ void Trainer::write_log() {
 TrainResult Trainer::run() {
   const auto& tc = config_.train;
   const auto device = options_.device;
-  const int64_t n = train_x_.size(0);
+  const int64_t n = epoch_length_;
   const auto& mc = config_.model;
   const auto float_options = torch::TensorOptions().dtype(torch::kFloat).device(device);
   const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(device);
@@ -293,7 +330,7 @@ TrainResult Trainer::run() {
     const int64_t epoch = step_ / steps_per_epoch_;  // 0-based
     const int64_t first = step_ % steps_per_epoch_;
     const int64_t last = std::min(steps_per_epoch_, total_steps_ - epoch * steps_per_epoch_);
-    const auto perm = epoch_permutation(n, tc.seed, epoch, device);
+    const auto perm = epoch_order(epoch);
     const int64_t epochs = (total_steps_ + steps_per_epoch_ - 1) / steps_per_epoch_;
     ProgressBar bar(fmt::format("epoch {}/{}", epoch + 1, epochs), last, "img");
     const auto epoch_start = std::chrono::steady_clock::now();
@@ -309,7 +346,7 @@ TrainResult Trainer::run() {
       }
       const auto idx = perm.slice(0, i * tc.batch_size, std::min(n, (i + 1) * tc.batch_size));
       const int64_t b = idx.size(0);
-      const auto x0 = train_x_.index_select(0, idx);
+      const auto x0 = to_model_range(train_x_.index_select(0, idx));
       auto labels = train_y_.index_select(0, idx);
       const auto t = torch::randint(0, config_.diffusion.timesteps, {b}, generator_, long_options);
       const auto noise = torch::randn({b, mc.image_channels, mc.image_size, mc.image_size},
@@ -397,12 +434,21 @@ torch::Tensor drop_labels(const torch::Tensor& labels, double p, at::Generator& 
   return labels.masked_fill(drop, kNullLabel);
 }
 
-DataOptions data_options_of(const TrainConfig& tc) {
+DataOptions data_options_of(const RunConfig& config) {
   DataOptions data;
-  data.data = tc.data;
-  data.val_fraction = tc.val_fraction;
-  data.split_seed = tc.split_seed;
+  data.data = config.train.data;
+  data.val_fraction = config.train.val_fraction;
+  data.split_seed = config.train.split_seed;
+  data.image_size = config.model.image_size;
+  data.channels = config.model.image_channels;
   return data;
+}
+
+void resolve_from_data(UNetConfig& model, const DataSplit& data) {
+  if (model.image_size == 0) model.image_size = data.train.images.size(2);
+  if (model.image_channels == 0) model.image_channels = data.train.images.size(1);
+  if (model.num_classes == 0) model.num_classes = data.num_classes;
+  if (model.channels.empty()) model.channels = default_widths(model.image_size);
 }
 
 }  // namespace numeral

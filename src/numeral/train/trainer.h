@@ -95,6 +95,8 @@ class Trainer {
   UNet& ema_model() { return ema_model_; }
   std::shared_ptr<GaussianDiffusion> diffusion() const { return diffusion_; }
   const DataSplit& data() const { return data_; }
+  // The training images as held on the device: uint8 pixels [N, C, H, W].
+  const torch::Tensor& train_images() const { return train_x_; }
   // The learning rate at optimiser step `step` (warm-up, then the configured decay).
   double learning_rate(int64_t step) const;
   // Sets the flag that, once true, makes run() checkpoint and return at the next step.
@@ -122,8 +124,15 @@ class Trainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::shared_ptr<Objective> objective_;
   at::Generator generator_;          // t, noise and label masks
-  torch::Tensor train_x_, train_y_;  // [N, C, H, W] float in [-1, 1], [N] int64, on the device
+  // [N, C, H, W] uint8 pixels (a quarter of float storage; each batch is converted to the
+  // model's range as it is drawn) and [N] int64 labels, on the device.
+  torch::Tensor train_x_, train_y_;
   torch::Tensor val_x_, val_y_, val_t_, val_noise_;  // the fixed validation batch
+  // A mixed dataset's training images by source; an epoch then draws each source as often as the
+  // largest (the smaller ones repeat, reshuffled), so every source weighs the same.
+  std::vector<torch::Tensor> part_indices_;
+  int64_t epoch_length_ = 0;  // images an epoch visits
+  torch::Tensor epoch_order(int64_t epoch) const;  // [epoch_length_] int64 on the device
   int64_t step_ = 0;
   int64_t steps_per_epoch_ = 0;
   int64_t planned_steps_ = 0;  // epochs * steps_per_epoch: the learning-rate schedule's length
@@ -141,7 +150,12 @@ class Trainer {
 // Classifier-free guidance training: replaces each label by kNullLabel with probability p.
 torch::Tensor drop_labels(const torch::Tensor& labels, double p, at::Generator& generator);  // [B]
 
-// The data and seeded split a run trains on (its --data, --val-fraction and --split-seed).
-DataOptions data_options_of(const TrainConfig& tc);
+// The data and seeded split a run trains on (its --data, --val-fraction and --split-seed), at the
+// model's image size and channels (0 in the model config: the data's own).
+DataOptions data_options_of(const RunConfig& config);
+
+// Fills what a run left to the data (0 or empty in `model`): image size and channels, the number
+// of classes, and the widths (default_widths of the image size).
+void resolve_from_data(UNetConfig& model, const DataSplit& data);
 
 }  // namespace numeral

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The demonstrations of data beyond 28x28 grey digits (README, "Beyond MNIST"; docs/beyond-mnist.md):
+# each trains a model, a judge classifier on the same data, and evaluates it with `numeral eval`.
+#   scripts/beyond.sh fashion | colour | 64
+# Environment: THREADS (1), EPOCHS (per demo below), RUNS (runs). Writes RUNS/<demo>-* and
+# docs-ready grids under out/beyond/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export NUMERAL_PROGRESS=0 OPENBLAS_NUM_THREADS=1
+threads=${THREADS:-1}
+runs=${RUNS:-runs}
+mkdir -p out/beyond
+numeral=./build/numeral
+
+demo() {  # NAME DATA EPOCHS CLASSIFIER_FLAGS... -- TRAIN_FLAGS...
+  local name=$1 data=$2 epochs=$3
+  shift 3
+  local classifier_flags=() train_flags=()
+  while (($#)) && [[ $1 != -- ]]; do classifier_flags+=("$1"); shift; done
+  (($#)) && shift
+  train_flags=("$@")
+  local run=$runs/$name classifier=$runs/classifier-$name
+  if [[ ! -f $classifier/checkpoint.safetensors ]]; then
+    $numeral classifier train --data "$data" --threads "$threads" --out "$classifier" \
+      "${classifier_flags[@]}" > "$classifier.log" 2>&1
+  fi
+  /usr/bin/time -f "%e s" -o "$run.time" $numeral train --data "$data" --prediction v \
+    --epochs "$epochs" --threads "$threads" --preview-every 1 --run-dir "$run" "${train_flags[@]}" \
+    > "$run.train.log" 2>&1
+  $numeral sample --checkpoint "$run" --per-class 10 --grid "out/beyond/$name-grid.png" \
+    --threads "$threads" > "$run.sample.log" 2>&1
+  $numeral eval --checkpoint "$run" --classifier "$classifier" --threads "$threads" \
+    > "$run.eval.log" 2>&1
+  tail -n 1 "$run.train.log"
+  grep -A7 "^Generated against real" "$run.eval.log"
+}
+
+case ${1:-} in
+  fashion) demo fashion-v fashion-mnist "${EPOCHS:-6}" -- --channels 32,32,64 ;;
+  colour)
+    [[ -d data/colored-mnist ]] || $numeral data make colored-mnist
+    demo colour colored-mnist "${EPOCHS:-20}" -- --channels 32,32,64 ;;
+  64) demo fashion64 fashion-mnist "${EPOCHS:-3}" --image-size 64 --limit 8000 -- \
+        --image-size 64 --limit 8000 --channels 32,32,64,64 ;;
+  *) echo "usage: scripts/beyond.sh fashion | colour | 64" >&2; exit 2 ;;
+esac
