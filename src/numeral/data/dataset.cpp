@@ -361,9 +361,10 @@ DataSplit load_one(const DataOptions& options) {
                     (options.channels == 0 || options.channels == 1 || options.channels == 3),
                 "data: image size {} and channels {} (expected >= 0 and 0, 1 or 3)",
                 options.image_size, options.channels);
-  // Every source at the asked-for size and channels (a no-op where it already is).
+  // Every source at the asked-for size and channels (a no-op where it already is; nothing asked,
+  // nothing changes, not even a non-square source).
   for (Dataset* d : {&source.train, &source.test}) {
-    if (d->size() == 0) continue;
+    if (d->size() == 0 || (options.image_size == 0 && options.channels == 0)) continue;
     d->images = fit_images(d->images,
                            options.image_size > 0 ? options.image_size : d->images.size(2),
                            options.channels > 0 ? options.channels : d->images.size(1));
