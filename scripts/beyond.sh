@@ -31,7 +31,7 @@ demo() {  # NAME DATA EPOCHS CLASSIFIER_FLAGS... -- TRAIN_FLAGS...
     --threads "$threads" > "$run.sample.log" 2>&1
   # DDIM 25 and 1,000 digits: DDPM 100 on 2,000 takes a core about 20 minutes per model.
   $numeral eval --checkpoint "$run" --classifier "$classifier" --threads "$threads" \
-    --sampler ddim --steps 25 --samples "${SAMPLES:-1000}" > "$run.eval.log" 2>&1
+    --sampler ddim --steps "${STEPS:-25}" --samples "${SAMPLES:-1000}" > "$run.eval.log" 2>&1
   tail -n 1 "$run.train.log"
   grep -A7 "^Generated against real" "$run.eval.log"
 }
@@ -41,7 +41,7 @@ case ${1:-} in
   colour)
     [[ -d data/colored-mnist ]] || $numeral data make colored-mnist
     demo colour colored-mnist "${EPOCHS:-15}" -- --channels 32,32,64 ;;
-  64) demo fashion64 fashion-mnist "${EPOCHS:-3}" --image-size 64 --limit 8000 -- \
-        --image-size 64 --limit 8000 --channels 32,32,64,64 ;;
+  64) demo fashion64 fashion-mnist "${EPOCHS:-2}" --image-size 64 --limit 4000 -- \
+        --image-size 64 --limit 4000 --channels 32,32,64,64 ;;
   *) echo "usage: scripts/beyond.sh fashion | colour | 64" >&2; exit 2 ;;
 esac
