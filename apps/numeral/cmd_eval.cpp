@@ -341,7 +341,7 @@ void run_clip(ClipCommand& cmd) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   Report report =
       clip_report(gen_scores, real_scores, fid, l.real.class_names, extractor.prompts(),
-                  {{"samples", describe_samples(samples)},
+                  {{"samples", describe_samples(samples, item_noun(l.real))},
                    {"reference", describe_reference(l.real)},
                    {"CLIP", fmt::format("{} ({}; scoring took {})", clip.dir.string(),
                                         extractor.feature_space(), format_duration(seconds))}});

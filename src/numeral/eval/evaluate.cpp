@@ -140,13 +140,14 @@ Report eval_report(const EvalResult& result, const RealReference& real, const Sa
                    ReportFacts facts) {
   Report report;
   report.title = "numeral eval";
-  report.facts = {{"samples", describe_samples(samples)},
+  const std::string noun = item_noun(real);
+  report.facts = {{"samples", describe_samples(samples, noun)},
                   {"reference", describe_reference(real)},
                   {"judge", describe_judge(real)}};
   report.facts.insert(report.facts.end(), facts.begin(), facts.end());
 
   const FidResult& fid = result.fid;
-  ReportTable metrics = comparison_table("Generated against real digits");
+  ReportTable metrics = comparison_table("Generated against real " + noun);
   add_comparison(metrics, "conditional accuracy (classifier agrees)",
                  percent_cell(result.accuracy.overall), percent_cell(real.val_accuracy));
   add_comparison(metrics,
@@ -170,22 +171,23 @@ Report eval_report(const EvalResult& result, const RealReference& real, const Sa
                  number_cell(gen.pixels_mean, "{:.3f}"), number_cell(ref.pixels_mean, "{:.3f}"),
                  /*ratio=*/true);
   metrics.note = fmt::format(
-      "FID: Fréchet distance between {} features of {} generated and {} held-out real digits "
+      "FID: Fréchet distance between {} features of {} generated and {} held-out real {} "
       "(float64, symmetric eigendecompositions). The floor is the same distance between two "
-      "disjoint real sets: the {} held-out digits and {} training digits (a seeded subset, real "
+      "disjoint real sets: the {} held-out {} and {} training {} (a seeded subset, real "
       "and disjoint from the held-out ones; the classifier trained on them). FID needs at least "
       "as many samples as feature dimensions; numeral uses {} per side by default. Diversity: "
-      "mean Euclidean distance between all pairs of digits of one class, in the classifier's "
+      "mean Euclidean distance between all pairs of {} of one class, in the classifier's "
       "feature space and in pixel space ([0, 1] pixels), averaged over classes; a ratio "
       "(generated / real) well below 1 means the model repeats itself.",
-      fid.feature_space, with_commas(fid.samples), with_commas(fid.real), with_commas(fid.real),
-      with_commas(fid.floor_size), with_commas(kDefaultEvalSamples));
+      fid.feature_space, with_commas(fid.samples), with_commas(fid.real), noun,
+      with_commas(fid.real), noun, with_commas(fid.floor_size), noun, with_commas(kDefaultEvalSamples),
+      noun);
   if (result.cas) {
     metrics.note += fmt::format(
         " CAS: a fresh classifier (same recipe, {} epochs) trained only on the {} generated "
-        "digits and tested on the held-out real ones, beside one trained on as many real "
-        "training digits.",
-        result.cas->epochs, with_commas(result.cas->train_images));
+        "{} and tested on the held-out real ones, beside one trained on as many real "
+        "training {}.",
+        result.cas->epochs, with_commas(result.cas->train_images), noun, noun);
   }
   report.tables.push_back(std::move(metrics));
 

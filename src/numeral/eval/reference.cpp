@@ -69,11 +69,16 @@ RealReference make_real_reference(FeatureExtractor& judge, const DataSplit& spli
   return r;
 }
 
+std::string item_noun(const RealReference& real) {
+  return real.class_names == default_class_names("mnist", 10) ? "digits" : "images";
+}
+
 std::string describe_reference(const RealReference& real) {
   return fmt::format(
-      "{} held-out real digits of '{}' (fingerprint {}), which neither the classifier nor the "
+      "{} held-out real {} of '{}' (fingerprint {}), which neither the classifier nor the "
       "diffusion model trained on",
-      with_commas(real.val_y.size(0)), real.data, fingerprint_hex(real.val_fingerprint));
+      with_commas(real.val_y.size(0)), item_noun(real), real.data,
+      fingerprint_hex(real.val_fingerprint));
 }
 
 std::string describe_judge(const RealReference& real) {

@@ -56,6 +56,10 @@ RealReference make_real_reference(FeatureExtractor& judge, const DataSplit& spli
 // the classifier nor the diffusion model trained on".
 std::string describe_reference(const RealReference& real);
 
+// What the reports call the images: "digits" when the classes are the digits 0 to 9, else
+// "images" (nothing says digit about Fashion-MNIST or CIFAR).
+std::string item_noun(const RealReference& real);
+
 // One line for people about the judge: "classifier runs/c/checkpoint.safetensors (98.95%
 // held-out accuracy, 128 features)".
 std::string describe_judge(const RealReference& real);
