@@ -79,8 +79,9 @@ double gemm_rate(double seconds) {
 }
 
 torch::Tensor guidance_for(const UNet& model, int64_t batch) {
-  return model->config().guidance_input ? torch::full({batch}, 0.25, torch::TensorOptions().device(g_device))
-                                        : torch::Tensor();
+  return model->config().guidance_input
+             ? torch::full({batch}, 0.25, torch::TensorOptions().device(g_device))
+             : torch::Tensor();
 }
 
 // Inputs of a network call: batch images at mid-noise, labels half conditional and half null (as

@@ -182,9 +182,8 @@ TEST(ClassNames, FilesWithoutNamesGetTheirDataDefault) {
   EXPECT_EQ(default_class_names("fashion-mnist", 10).at(7), "Sneaker");
   EXPECT_EQ(default_class_names("fashion-mnist", 20).at(7), "7");  // not Fashion-MNIST's layout
   // The shipped model predates stored names: its classes are the digits.
-  const TrainedModel shipped =
-      load_trained_model(fs::path(NUMERAL_SOURCE_DIR) / "models" / "mnist.safetensors",
-                         torch::kCPU);
+  const TrainedModel shipped = load_trained_model(
+      fs::path(NUMERAL_SOURCE_DIR) / "models" / "mnist.safetensors", torch::kCPU);
   EXPECT_EQ(shipped.class_names, default_class_names("mnist", 10));
 }
 
@@ -253,7 +252,8 @@ struct BarDataset : TempDir {
   explicit BarDataset(int64_t n) {
     auto images = torch::zeros({n, 28, 28}, torch::kByte);
     auto labels = torch::arange(n, torch::kLong).remainder(10).to(torch::kByte);
-    for (int64_t i = 0; i < n; ++i) images[i].slice(0, 2 * (i % 10) + 3, 2 * (i % 10) + 5).fill_(200);
+    for (int64_t i = 0; i < n; ++i)
+      images[i].slice(0, 2 * (i % 10) + 3, 2 * (i % 10) + 5).fill_(200);
     write_idx(*this / "train-images-idx3-ubyte", images);
     write_idx(*this / "train-labels-idx1-ubyte", labels);
   }

@@ -112,11 +112,12 @@ void run_make(const DataCommandOptions& options) {
     }
   }
   dir.commit();
-  fmt::print("{}: {} colored digits from {} ({} train, {} test; 32x32 RGB, seed {}); train on it "
-             "with --data {}\n",
-             out.string(), with_commas(written), data.name, with_commas(data.train.size()),
-             with_commas(data.val.size()), options.seed,
-             options.made_out.empty() ? options.made : out.string());
+  fmt::print(
+      "{}: {} colored digits from {} ({} train, {} test; 32x32 RGB, seed {}); train on it "
+      "with --data {}\n",
+      out.string(), with_commas(written), data.name, with_commas(data.train.size()),
+      with_commas(data.val.size()), options.seed,
+      options.made_out.empty() ? options.made : out.string());
 }
 
 const bool kRegistered = numeral::cli::register_command(/*order=*/20, [](CLI::App& app) {

@@ -107,10 +107,9 @@ void run(SampleCommand& cmd, CLI::App& app) {
       for (int64_t i = 0; i < images.size(0); ++i) {
         const int64_t label = batch_labels[i].item<int64_t>();
         const auto slot = static_cast<size_t>(label < 0 ? mc.num_classes : label);
-        const std::string name =
-            label < 0 ? fmt::format("sample-{}.png", index_in_class[slot]++)
-                      : fmt::format("{}-{}-{}.png", digits ? "digit" : "class", label,
-                                    index_in_class[slot]++);
+        const std::string name = label < 0 ? fmt::format("sample-{}.png", index_in_class[slot]++)
+                                           : fmt::format("{}-{}-{}.png", digits ? "digit" : "class",
+                                                         label, index_in_class[slot]++);
         png_dir->write(name, encode_png(image_from_tensor(images[i])));
       }
     }
@@ -178,16 +177,18 @@ const bool kRegistered = register_command(/*order=*/50, [](CLI::App& app) {
   add_request_options(*sub, cmd->request);
   add_execution_options(*sub, cmd->execution);
   const char* outputs = "Outputs";
-  sub->add_option("--grid", cmd->grid,
-                  "PNG grid: a row per class, labelled with its name (default samples.png when no output is "
-                  "given)")
+  sub->add_option(
+         "--grid", cmd->grid,
+         "PNG grid: a row per class, labelled with its name (default samples.png when no output is "
+         "given)")
       ->group(outputs);
   sub->add_option("--scale", cmd->scale, "grid upscaling factor (nearest neighbour)")
       ->capture_default_str()
       ->check(between(1, 16))
       ->group(outputs);
   sub->add_option("--png-dir", cmd->png_dir,
-                  "one unscaled PNG per image: DIR/digit-<d>-<i>.png (class-<c>-<i>.png when the classes are not digits, sample-<i>.png when "
+                  "one unscaled PNG per image: DIR/digit-<d>-<i>.png (class-<c>-<i>.png when the "
+                  "classes are not digits, sample-<i>.png when "
                   "unconditional); written whole when every image is done")
       ->group(outputs);
   sub->add_option("--idx", cmd->idx,

@@ -31,11 +31,7 @@ const std::vector<std::string>& fashion_class_names() {
   return names;
 }
 
-std::vector<std::string> digit_class_names() {
-  std::vector<std::string> names;
-  for (int64_t i = 0; i < kNumClasses; ++i) names.push_back(std::to_string(i));
-  return names;
-}
+constexpr uint64_t kFnvOffsetBasis = 14695981039346656037ull;  // FNV-1a, 64 bits
 
 }  // namespace
 
@@ -222,7 +218,7 @@ uint64_t split_fingerprint(const torch::Tensor& indices, const torch::Tensor& la
   const torch::Tensor lab = labels.to(torch::kCPU, torch::kInt64).contiguous();
   const auto* ip = idx.data_ptr<int64_t>();
   const auto* lp = lab.data_ptr<int64_t>();
-  uint64_t hash = 14695981039346656037ull;  // FNV-1a 64-bit offset basis
+  uint64_t hash = kFnvOffsetBasis;
   for (int64_t i = 0; i < idx.size(0); ++i) {
     fnv1a_u64(hash, static_cast<uint64_t>(ip[i]));
     fnv1a_u64(hash, static_cast<uint64_t>(lp[i]));
@@ -233,7 +229,7 @@ uint64_t split_fingerprint(const torch::Tensor& indices, const torch::Tensor& la
 uint64_t content_fingerprint(const Dataset& data) {
   const torch::Tensor pixels = data.images.to(torch::kCPU, torch::kUInt8).contiguous();
   const torch::Tensor labels = data.labels.to(torch::kCPU, torch::kInt64).contiguous();
-  uint64_t hash = 14695981039346656037ull;  // FNV-1a 64-bit offset basis
+  uint64_t hash = kFnvOffsetBasis;
   constexpr uint64_t kFnvPrime = 1099511628211ull;
   const auto* p = pixels.data_ptr<uint8_t>();
   for (int64_t i = 0; i < pixels.numel(); ++i) {
@@ -278,7 +274,7 @@ SourceData read_idx_source(const ResolvedData& resolved, const IdxFiles& files) 
                 files.test_images.empty() ? "images" : "labels");
   SourceData s;
   s.source = dataset_source(resolved.dir);
-  s.class_names = resolved.fashion ? fashion_class_names() : digit_class_names();
+  s.class_names = default_class_names(resolved.fashion ? "fashion-mnist" : "mnist", kNumClasses);
   s.train = load_pair(files.train_images, files.train_labels);
   if (!files.test_images.empty()) {
     s.test = load_pair(files.test_images, files.test_labels);
@@ -357,17 +353,13 @@ DataSplit load_one(const DataOptions& options) {
   SourceData source = idx                  ? read_idx_source(resolved, files)
                       : !cifar_dir.empty() ? read_cifar_source(cifar_dir)
                                            : read_folder_source(resolved.dir, options);
-  NUMERAL_CHECK(options.image_size >= 0 &&
-                    (options.channels == 0 || options.channels == 1 || options.channels == 3),
-                "data: image size {} and channels {} (expected >= 0 and 0, 1 or 3)",
-                options.image_size, options.channels);
   // Every source at the asked-for size and channels (a no-op where it already is; nothing asked,
   // nothing changes, not even a non-square source).
   for (Dataset* d : {&source.train, &source.test}) {
     if (d->size() == 0 || (options.image_size == 0 && options.channels == 0)) continue;
-    d->images = fit_images(d->images,
-                           options.image_size > 0 ? options.image_size : d->images.size(2),
-                           options.channels > 0 ? options.channels : d->images.size(1));
+    d->images =
+        fit_images(d->images, options.image_size > 0 ? options.image_size : d->images.size(2),
+                   options.channels > 0 ? options.channels : d->images.size(1));
   }
   DataSplit split;
   split.name = resolved.name;
@@ -410,6 +402,11 @@ DataSplit load_one(const DataOptions& options) {
 }  // namespace
 
 DataSplit load_data(const DataOptions& options) {
+  // Checked before any file is read, once for every source of a mix.
+  NUMERAL_CHECK(options.image_size >= 0 &&
+                    (options.channels == 0 || options.channels == 1 || options.channels == 3),
+                "data: image size {} and channels {} (expected >= 0 and 0, 1 or 3)",
+                options.image_size, options.channels);
   std::vector<std::string> names;
   for (size_t start = 0;;) {
     const size_t comma = options.data.find(',', start);
@@ -435,7 +432,7 @@ DataSplit load_data(const DataOptions& options) {
   mix.num_classes = 0;
   std::vector<torch::Tensor> train_x, train_y, val_x, val_y;
   std::vector<std::string> sources, splits;
-  uint64_t fingerprint = 14695981039346656037ull;
+  uint64_t fingerprint = kFnvOffsetBasis;
   for (const auto& name : names) {
     DataOptions one = options;
     one.data = name;
@@ -460,7 +457,8 @@ DataSplit load_data(const DataOptions& options) {
   // Names shared by two sources ("0" in two digit sets) get their source's name in front.
   std::vector<std::string> named = mix.class_names;
   for (size_t i = 0; i < named.size(); ++i) {
-    if (std::count(mix.class_names.begin(), mix.class_names.end(), mix.class_names[i]) == 1) continue;
+    if (std::count(mix.class_names.begin(), mix.class_names.end(), mix.class_names[i]) == 1)
+      continue;
     for (const auto& part : mix.parts) {
       if (part.holds(static_cast<int64_t>(i))) {
         named[i] = fs::path(part.name).filename().string() + ":" + mix.class_names[i];

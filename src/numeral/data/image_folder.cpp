@@ -120,8 +120,8 @@ torch::Tensor fit_images(const torch::Tensor& images, int64_t size, int64_t chan
   constexpr int64_t kChunk = 2048;
   std::vector<torch::Tensor> out;
   for (int64_t i = 0; i < images.size(0); i += kChunk) {
-    out.push_back(fit_chunk(images.slice(0, i, std::min(i + kChunk, images.size(0))), size,
-                            channels));
+    out.push_back(
+        fit_chunk(images.slice(0, i, std::min(i + kChunk, images.size(0))), size, channels));
   }
   return out.empty() ? torch::empty({0, channels, size, size}, torch::kUInt8) : torch::cat(out);
 }

@@ -180,8 +180,8 @@ Report eval_report(const EvalResult& result, const RealReference& real, const Sa
       "feature space and in pixel space ([0, 1] pixels), averaged over classes; a ratio "
       "(generated / real) well below 1 means the model repeats itself.",
       fid.feature_space, with_commas(fid.samples), with_commas(fid.real), noun,
-      with_commas(fid.real), noun, with_commas(fid.floor_size), noun, with_commas(kDefaultEvalSamples),
-      noun);
+      with_commas(fid.real), noun, with_commas(fid.floor_size), noun,
+      with_commas(kDefaultEvalSamples), noun);
   if (result.cas) {
     metrics.note += fmt::format(
         " CAS: a fresh classifier (same recipe, {} epochs) trained only on the {} generated "
@@ -211,8 +211,8 @@ Report eval_report(const EvalResult& result, const RealReference& real, const Sa
   if (!result.parts.empty()) {
     ReportTable parts;
     parts.title = "Per dataset";
-    parts.columns = {"dataset", "samples", "accuracy", "real accuracy", "classifier-FID", "floor",
-                     "FID / floor"};
+    parts.columns = {"dataset",        "samples", "accuracy",   "real accuracy",
+                     "classifier-FID", "floor",   "FID / floor"};
     for (const auto& p : result.parts) {
       parts.rows.push_back({text_cell(p.name), text_cell(with_commas(p.samples)),
                             percent_cell(p.accuracy), percent_cell(p.real_accuracy),

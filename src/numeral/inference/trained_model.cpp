@@ -33,7 +33,8 @@ TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device
     try {
       auto names = c.state.at("class_names").get<std::vector<std::string>>();
       // A model may have more outputs than its data had classes: name the rest by index.
-      for (size_t i = 0; i < names.size() && i < m.class_names.size(); ++i) m.class_names[i] = names[i];
+      for (size_t i = 0; i < names.size() && i < m.class_names.size(); ++i)
+        m.class_names[i] = names[i];
     } catch (const nlohmann::json::exception&) {
       fail("{}: corrupt checkpoint: class_names is not a list of strings", m.path.string());
     }

@@ -197,7 +197,8 @@ torch::Tensor Trainer::epoch_order(int64_t epoch) const {
     std::vector<torch::Tensor> rounds;  // each pass over the source in its own order
     for (int64_t r = 0; r * count < largest; ++r) {
       const uint64_t round_seed = seed * 7919 + (p + 1) * 104729 + static_cast<uint64_t>(r);
-      rounds.push_back(mine.index_select(0, epoch_permutation(count, round_seed, epoch, torch::kCPU)));
+      rounds.push_back(
+          mine.index_select(0, epoch_permutation(count, round_seed, epoch, torch::kCPU)));
     }
     drawn.push_back(torch::cat(rounds).slice(0, 0, largest));
   }
