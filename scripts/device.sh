@@ -13,7 +13,8 @@ root=$PWD
 
 debs=(libfmt-dev libfmt9 nlohmann-json3-dev libcli11-dev libstb-dev libstb0 libgif-dev libgif7
       zlib1g-dev zlib1g libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3 libbrotli1 libbrotli-dev
-      libpcre2-dev libpcre2-8-0 googletest pkgconf pkgconf-bin libpkgconf3)
+      libpcre2-dev libpcre2-8-0 googletest pkgconf pkgconf-bin libpkgconf3
+      libgloo-dev)  # Gloo's headers only: the library is inside LibTorch
 if [[ ${1:-} == fetch ]]; then
   mkdir -p .deps && cd .deps && apt-get download "${debs[@]}"
   exit

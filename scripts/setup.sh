@@ -12,6 +12,7 @@ packages=(
   libstb-dev libgif-dev zlib1g-dev                   # PNG, GIF, gzip
   libcpp-httplib-dev libssl-dev                      # MNIST download, numeral serve
   libpcre2-dev                                       # CLIP's tokenizer (Unicode regex)
+  libgloo-dev                                        # data-parallel training (c10d's Gloo)
   libgtest-dev libbenchmark-dev                      # tests and benchmarks
   dataset-fashion-mnist                              # Fashion-MNIST (IDX files)
 )

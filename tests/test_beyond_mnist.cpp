@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -357,6 +358,198 @@ TEST(IdxExport, ColourIsRefusedAndPointsAtPngFolders) {
   EXPECT_ERROR(IdxExport((dir / "train").string(), 4, true, {3, 8, 8}, false), "grey images",
                "--png-dir");
   EXPECT_TRUE(fs::is_empty(dir.path()));
+}
+
+// Self-attention at chosen resolutions (--attention-at): after the DownBlocks and UpBlocks whose
+// outputs have those sides, counted in the parameters, the summary and the FLOPs.
+TEST(UNet, AttentionAtChosenResolutions) {
+  torch::set_num_threads(1);
+  UNetConfig c;
+  c.image_size = 64;
+  c.image_channels = 3;
+  c.channels = {8, 8, 16, 16};  // sides 64, 32, 16, 8
+  c.groups = 4;
+  c.time_embed_dim = 16;
+  c.class_embed_dim = 16;
+  UNet plain(c);
+  c.attention_at = {16, 8};
+  UNet attending(c);
+  // down[1] (side 16), down[2] (side 8) and up[0] (side 16), each 16 wide.
+  const int64_t one = parameter_count(*SelfAttention(16, 4, 4));
+  EXPECT_EQ(parameter_count(*attending), parameter_count(*plain) + 3 * one);
+  const std::string summary = model_summary(attending);
+  EXPECT_TRUE(contains(summary, "attention sides [16, 8]")) << summary;
+  EXPECT_TRUE(contains(summary, "down[1] DownBlock+attention")) << summary;
+  EXPECT_TRUE(contains(summary, "down[2] DownBlock+attention")) << summary;
+  EXPECT_TRUE(contains(summary, "up[0] UpBlock+attention")) << summary;
+  EXPECT_FALSE(contains(summary, "down[0] DownBlock+attention")) << summary;
+  EXPECT_FALSE(contains(summary, "up[1] UpBlock+attention")) << summary;
+  const auto attention_flops = [](int64_t width, int64_t n) {
+    return 2 * (4 * width * width * n * n + 2 * n * n * n * n * width);
+  };
+  UNetConfig without = c;
+  without.attention_at.clear();
+  EXPECT_EQ(forward_flops(c),
+            forward_flops(without) + 2 * attention_flops(16, 16) + attention_flops(16, 8));
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({2, 3, 64, 64});
+  EXPECT_EQ(attending->forward(x, torch::tensor({1, 2}), torch::tensor({0, 1})).sizes(), x.sizes());
+  c.attention_at = {10};
+  EXPECT_ERROR(c.validate(), "attention_at 10: no block output has that side (sides: 64,32,16,8)");
+  c.attention_at = {32};
+  c.attention_heads = 3;
+  EXPECT_ERROR(c.validate(), "attention_heads=3 must divide the width 8 at side 32");
+}
+
+// --init-from: a model's class embeddings widened for new classes. Before any fine-tuning the old
+// classes' columns, every other weight, and so the outputs for old labels and the null label, are
+// bit-identical; the new columns keep the new model's own initialisation.
+TEST(InitFrom, ExtendingTheClassEmbeddingKeepsTheOldModelBitIdentical) {
+  torch::set_num_threads(1);
+  UNetConfig small = tiny_run().model;
+  torch::manual_seed(1);
+  UNet from(small);
+  UNetConfig wide = small;
+  wide.num_classes = 13;
+  torch::manual_seed(2);
+  UNet to(wide);
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& p : to->named_parameters()) before.emplace(p.key(), p.value().clone());
+  load_extending_classes(*to, *from, "old");
+  const auto old_params = from->named_parameters();
+  int widened = 0;
+  for (const auto& p : to->named_parameters()) {
+    const auto& old = old_params[p.key()];
+    if (old.sizes() == p.value().sizes()) {
+      EXPECT_TRUE(torch::equal(p.value(), old)) << p.key();
+      continue;
+    }
+    ++widened;
+    ASSERT_EQ(p.value().size(1), 13) << p.key();
+    EXPECT_TRUE(torch::equal(p.value().narrow(1, 0, 10), old)) << p.key();
+    EXPECT_TRUE(torch::equal(p.value().narrow(1, 10, 3), before[p.key()].narrow(1, 10, 3)));
+  }
+  EXPECT_EQ(widened, 2);  // the bottleneck's and the one UpBlock's class embedding
+  torch::NoGradGuard no_grad;
+  from->eval();
+  to->eval();
+  torch::manual_seed(3);
+  const auto x = torch::randn({4, 1, 28, 28});
+  const auto t = torch::tensor({0, 5, 11, 19});
+  const auto labels = torch::tensor(std::vector<int64_t>{0, 9, 4, kNullLabel});
+  EXPECT_TRUE(torch::equal(to->forward(x, t, labels), from->forward(x, t, labels)));
+  // A new label gives another output.
+  EXPECT_FALSE(torch::equal(to->forward(x, t, torch::tensor({12, 12, 12, 12})),
+                            from->forward(x, t, torch::tensor({0, 0, 0, 0}))));
+  // Another architecture, or fewer classes, is refused before anything is copied.
+  UNetConfig other = wide;
+  other.channels = {8, 32};
+  UNet mismatched(other);
+  const auto untouched = mismatched->named_parameters()[0].value().clone();
+  EXPECT_ERROR(load_extending_classes(*mismatched, *from, "old"), "old: its model has channels",
+               "[8,16]", "[8,32]");
+  EXPECT_TRUE(torch::equal(mismatched->named_parameters()[0].value(), untouched));
+  UNetConfig fewer = small;
+  fewer.num_classes = 5;
+  UNet narrower(fewer);
+  EXPECT_ERROR(load_extending_classes(*narrower, *from, "old"), "10 classes, more than the 5");
+}
+
+// A run that starts from a trained model: its data sources must begin the new run's; the new run
+// starts exactly where the old model's EMA weights were, and after its first epoch is ahead of a
+// run from scratch.
+TEST(InitFrom, AFineTuneStartsFromTheOldModelAndAddsTheNewClasses) {
+  torch::set_num_threads(1);
+  const BarDataset bars(30);
+  const TempDir old_run, tuned_run, scratch_run, bad_run;
+  RunConfig c = tiny_run();
+  c.model.num_classes = 0;
+  c.train.epochs = 8;
+  TrainerOptions o;
+  o.run_dir = old_run.path();
+  Trainer(c, o).run();
+  TrainedModel old = load_trained_model(old_run.path(), torch::kCPU);
+
+  RunConfig tune = c;
+  tune.train.data = synthetic_dataset().string() + "," + bars.path().string();
+  tune.train.epochs = 2;
+  tune.train.init_from = old_run.path().string();
+  o.run_dir = tuned_run.path();
+  Trainer tuned(tune, o);
+  EXPECT_EQ(tuned.config().model.num_classes, 20);
+  {
+    torch::NoGradGuard no_grad;
+    tuned.model()->eval();
+    torch::manual_seed(4);
+    const auto x = torch::randn({3, 1, 28, 28});
+    const auto t = torch::tensor({1, 7, 15});
+    const auto labels = torch::tensor(std::vector<int64_t>{2, 7, kNullLabel});
+    EXPECT_TRUE(
+        torch::equal(tuned.model()->forward(x, t, labels), old.model->forward(x, t, labels)));
+    EXPECT_TRUE(
+        torch::equal(tuned.ema_model()->forward(x, t, labels), old.model->forward(x, t, labels)));
+    tuned.model()->train();
+  }
+  const auto tuned_history = tuned.run().history;
+  RunConfig fresh = tune;
+  fresh.train.init_from.clear();
+  o.run_dir = scratch_run.path();
+  const auto scratch_history = Trainer(fresh, o).run().history;
+  EXPECT_LT(tuned_history.front().val_loss, 0.8 * scratch_history.front().val_loss);
+  const TrainedModel m = load_trained_model(tuned_run.path(), torch::kCPU);
+  EXPECT_EQ(m.class_names.size(), 20u);
+  EXPECT_EQ(m.config.train.init_from, old_run.path().string());
+
+  // The old sources must come first, in order; the diffusion must be the same.
+  RunConfig swapped = tune;
+  swapped.train.data = bars.path().string() + "," + synthetic_dataset().string();
+  o.run_dir = bad_run.path();
+  EXPECT_ERROR(Trainer(swapped, o), "it was trained on --data " + synthetic_dataset().string(),
+               "which must begin this run's --data " + swapped.train.data);
+  RunConfig other = tune;
+  other.diffusion.timesteps = 30;
+  EXPECT_ERROR(Trainer(other, o), "its diffusion has timesteps 20, this run 30");
+  RunConfig missing = tune;
+  missing.train.init_from = (bad_run / "nothing-here").string();
+  EXPECT_ERROR(Trainer(missing, o), "nothing-here");
+  EXPECT_FALSE(fs::exists(bad_run / "checkpoint.safetensors"));
+}
+
+TEST(InitFromCli, TakesTheModelsSettingsAndRefusesOthers) {
+  SKIP_WITHOUT_CLI();
+  torch::set_num_threads(1);
+  const TempDir dir;
+  RunConfig c = tiny_run();
+  c.train.epochs = 1;
+  TrainerOptions o;
+  o.run_dir = dir / "old";
+  Trainer(c, o).run();
+  const std::string data = synthetic_dataset().string();
+  const CliResult refused = run_cli(fmt::format("train --data {} --init-from '{}' --channels 8,32 "
+                                                "--run-dir '{}' --threads 1",
+                                                data, (dir / "old").string(), (dir / "a").string()),
+                                    dir.path());
+  EXPECT_EQ(refused.rc, 1);
+  EXPECT_TRUE(contains(refused.err,
+                       "keeps that model's settings: --channels is 8,32 here but "
+                       "8,16 there; drop it"))
+      << refused.err;
+  const CliResult ok = run_cli(
+      fmt::format("train --data {} --init-from '{}' --epochs 1 --batch-size 16 --val-samples 16 "
+                  "--run-dir '{}' --threads 1",
+                  data, (dir / "old").string(), (dir / "b").string()),
+      dir.path());
+  ASSERT_EQ(ok.rc, 0) << ok.err;
+  EXPECT_TRUE(contains(ok.out, "classes kept, 0 added")) << ok.out;
+  const TrainedModel tuned = load_trained_model(dir / "b", torch::kCPU);
+  EXPECT_EQ(tuned.config.model.channels, (std::vector<int64_t>{8, 16}));
+  EXPECT_EQ(tuned.config.diffusion.timesteps, 20);
+  // Resuming keeps the run (and does not start from the old model again).
+  const CliResult resumed = run_cli(
+      fmt::format("train --run-dir '{}' --resume --epochs 2 --threads 1", (dir / "b").string()),
+      dir.path());
+  ASSERT_EQ(resumed.rc, 0) << resumed.err;
+  EXPECT_FALSE(contains(resumed.out, "initialised from")) << resumed.out;
 }
 
 TEST(SampleCli, ClassIsTheFlagAndDigitItsAlias) {

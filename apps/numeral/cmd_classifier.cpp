@@ -109,8 +109,8 @@ void run(ClassifierTrainCommand& cmd) {
   for (size_t k = 0; k < acc.per_class.size(); ++k) {
     const std::string name =
         k < split.class_names.size() ? split.class_names[k] : std::to_string(k);
-    head += fmt::format("{:>7.7}", name);
-    row += fmt::format("{:>6.1f}%", 100 * acc.per_class[k]);
+    head += fmt::format(" {:>7.7}", name);  // long names cut to 7 characters, one space apart
+    row += fmt::format(" {:>6.1f}%", 100 * acc.per_class[k]);
   }
   fmt::print("{}\n{}\n", head, row);
   fmt::print("checkpoint {}\n", checkpoint_path.string());

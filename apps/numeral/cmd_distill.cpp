@@ -95,7 +95,7 @@ const bool kRegistered = register_command(/*order=*/35, [](CLI::App& app) {
   auto* sub = app.add_subcommand(
       "distill", "distil a trained model into a few-step student (progressive distillation)");
   add_distill_options(*sub, cmd->distill);
-  add_train_options(*sub, cmd->optimisation);
+  add_train_options(*sub, cmd->optimisation, {"init_from"});  // it starts from its teacher
   sub->add_option("--run-dir", cmd->run_dir,
                   "where config.json, log.jsonl and checkpoint.safetensors go (required)");
   sub->add_flag("--resume", cmd->resume, "continue the distillation in --run-dir");

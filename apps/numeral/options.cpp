@@ -61,8 +61,8 @@ void add_diffusion_options(CLI::App& c, DiffusionConfig& d) {
   bind_fields(c, d, {"Diffusion", {{"timesteps", "-T"}}, {}});
 }
 
-void add_train_options(CLI::App& c, TrainConfig& t) {
-  bind_fields(c, t, {"Training", {}, {}});
+void add_train_options(CLI::App& c, TrainConfig& t, const std::set<std::string>& skip) {
+  bind_fields(c, t, {"Training", {}, skip});
 }
 
 void add_distill_options(CLI::App& c, DistillConfig& d) {
@@ -78,7 +78,8 @@ void add_execution_options(CLI::App& c, ExecutionOptions& e) {
 }
 
 void add_request_options(CLI::App& c, GenerateRequest& r, const std::set<std::string>& skip) {
-  FlagBinding binding{"Request", {{"classes", "--class,--digit"}, {"per_class", "--per-digit"}}, skip};
+  FlagBinding binding{
+      "Request", {{"classes", "--class,--digit"}, {"per_class", "--per-digit"}}, skip};
   bind_fields(c, r, binding);
 }
 

@@ -76,7 +76,8 @@ void bind_fields(CLI::App& command, C& config, const FlagBinding& binding = {}) 
 // The groups every command shares, bound from their definitions.
 void add_model_options(CLI::App& command, UNetConfig& config);
 void add_diffusion_options(CLI::App& command, DiffusionConfig& config);
-void add_train_options(CLI::App& command, TrainConfig& config);
+void add_train_options(CLI::App& command, TrainConfig& config,
+                       const std::set<std::string>& skip = {});
 void add_distill_options(CLI::App& command, DistillConfig& config);
 void add_sampler_options(CLI::App& command, SamplerOptions& options);
 void add_execution_options(CLI::App& command, ExecutionOptions& options);

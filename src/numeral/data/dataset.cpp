@@ -35,6 +35,13 @@ constexpr uint64_t kFnvOffsetBasis = 14695981039346656037ull;  // FNV-1a, 64 bit
 
 }  // namespace
 
+torch::Tensor DataPart::indices_in(const torch::Tensor& labels) const {
+  return labels.ge(class_offset)
+      .logical_and(labels.lt(class_offset + num_classes))
+      .nonzero()
+      .reshape({-1});
+}
+
 std::vector<std::string> default_class_names(const std::string& data, int64_t num_classes) {
   if (data == "fashion-mnist" && num_classes == kNumClasses) return fashion_class_names();
   std::vector<std::string> names;

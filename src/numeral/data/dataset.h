@@ -42,6 +42,8 @@ struct DataPart {
   bool holds(int64_t label) const {
     return label >= class_offset && label < class_offset + num_classes;
   }
+  // The positions of this source's labels among `labels` [N] int64: [M] int64, same device.
+  torch::Tensor indices_in(const torch::Tensor& labels) const;
 };
 
 // What training and evaluation see: the training digits and the held-out ones.

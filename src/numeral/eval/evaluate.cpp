@@ -92,18 +92,12 @@ EvalResult evaluate_samples(TrainedClassifier& classifier, const RealReference& 
   r.diversity = diversity_report(samples.images, out.features, samples.labels, cfg.num_classes);
   r.real_diversity = real.diversity;
   if (real.parts.size() > 1) {
-    const auto in_part = [](const torch::Tensor& labels, const DataPart& part) {
-      return labels.ge(part.class_offset)
-          .logical_and(labels.lt(part.class_offset + part.num_classes))
-          .nonzero()
-          .reshape({-1});
-    };
     for (const auto& part : real.parts) {
       PartEval e;
       e.name = part.name;
-      const auto gen = in_part(samples.labels, part);
-      const auto val = in_part(real.val_y, part);
-      const auto floor = in_part(real.floor_y, part);
+      const auto gen = part.indices_in(samples.labels);
+      const auto val = part.indices_in(real.val_y);
+      const auto floor = part.indices_in(real.floor_y);
       e.samples = gen.size(0);
       if (e.samples == 0) continue;  // not asked for
       const auto gen_labels = samples.labels.index_select(0, gen);

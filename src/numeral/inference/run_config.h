@@ -42,6 +42,7 @@ struct TrainConfig {
   int64_t checkpoint_every = 0;
   int64_t preview_every = 0;
   bool bf16 = false;
+  std::string init_from;
 
   // Throws FieldError naming the field when a value is out of range.
   void validate() const;
@@ -76,6 +77,9 @@ void describe(TrainConfig& t, V& v) {
     at_least(0));
   v("preview_every", t.preview_every, "write a sample grid every N epochs (0 = off)", at_least(0));
   v("bf16", t.bf16, "bfloat16 autocast (CUDA only)");
+  v("init_from", t.init_from,
+    "start from a trained model (run directory or .safetensors): its weights, model and diffusion "
+    "settings; its classes must come first in --data, and any further classes are added");
 }
 
 void to_json(nlohmann::json& j, const TrainConfig& c);

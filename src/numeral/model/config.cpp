@@ -1,6 +1,10 @@
 #include "numeral/model/config.h"
 
+#include <fmt/ranges.h>
+
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "numeral/common/error.h"
 
@@ -26,6 +30,30 @@ void UNetConfig::validate() const {
                   "model: attention_heads={} must divide the last width {}", attention_heads,
                   channels.back());
   }
+  // Block outputs: DownBlock i at image_size >> (i + 1) with width i + 1, UpBlock outputs at
+  // image_size >> i with width i (i < levels - 1).
+  for (int64_t side : attention_at) {
+    bool found = false;
+    for (size_t i = 0; i + 1 < channels.size(); ++i) {
+      for (const auto& [at, width] : {std::pair{image_size >> (i + 1), channels[i + 1]},
+                                      std::pair{image_size >> i, channels[i]}}) {
+        if (at != side) continue;
+        found = true;
+        NUMERAL_CHECK(width % attention_heads == 0,
+                      "model: attention_heads={} must divide the width {} at side {}",
+                      attention_heads, width, side);
+      }
+    }
+    std::vector<int64_t> sides;
+    for (int64_t i = 0; i < static_cast<int64_t>(channels.size()); ++i)
+      sides.push_back(image_size >> i);
+    NUMERAL_CHECK(found, "model: attention_at {}: no block output has that side (sides: {})", side,
+                  fmt::join(sides, ","));
+  }
+}
+
+bool UNetConfig::attends_at(int64_t side) const {
+  return std::find(attention_at.begin(), attention_at.end(), side) != attention_at.end();
 }
 
 std::vector<int64_t> default_widths(int64_t image_size) {

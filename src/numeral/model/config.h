@@ -21,12 +21,15 @@ struct UNetConfig {
   int64_t groups = 8;
   bool attention = false;
   int64_t attention_heads = 4;
+  std::vector<int64_t> attention_at;  // sides of the DownBlock/UpBlock outputs that get attention
   bool guidance_input = false;
 
   // Throws FieldError naming the field when the combination cannot be built.
   void validate() const;
   // Resolution at the bottleneck: image_size / 2^(levels - 1).
   int64_t bottleneck_size() const;
+  // Whether the blocks whose outputs have `side` pixels are followed by self-attention.
+  bool attends_at(int64_t side) const;
 };
 
 // The U-Net's widths for an image side when a run names none: 3 levels up to 32 pixels (28 -> 14
@@ -49,7 +52,11 @@ void describe(UNetConfig& m, V& v) {
   v("num_classes", m.num_classes, "number of labels (train: default the data's)", at_least(1));
   v("groups", m.groups, "GroupNorm groups (must divide every width)", at_least(1));
   v("attention", m.attention, "self-attention at the lowest resolution");
-  v("attention_heads", m.attention_heads, "heads of that attention (must divide its width)",
+  v("attention_heads", m.attention_heads, "heads of every attention (must divide its width)",
+    at_least(1));
+  v("attention_at", m.attention_at,
+    "also self-attention after the DownBlocks and UpBlocks whose outputs have these sides, e.g. "
+    "16,8 at 64 px (sides: the image size halved once per level)",
     at_least(1));
   // A distilled student also takes the guidance weight w as an input, so one call gives the guided
   // prediction (Meng et al. 2023, sec. 4.1); set by `numeral distill`, never a flag.

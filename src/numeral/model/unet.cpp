@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <map>
+#include <nlohmann/json.hpp>
+
 #include "numeral/common/error.h"
 
 namespace numeral {
@@ -15,8 +18,16 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
   const auto levels = static_cast<int64_t>(c.size());
   input_ = register_module("input", ResBlock(config_.image_channels, c[0], config_.groups));
   down_ = register_module("down", nn::ModuleList());
+  const int64_t s = config_.image_size;
+  auto attention_after = [&](const std::string& name, int64_t side,
+                             int64_t width) -> SelfAttention {
+    if (!config_.attends_at(side)) return nullptr;
+    return register_module(name, SelfAttention(width, config_.attention_heads, config_.groups));
+  };
   for (int64_t i = 0; i + 1 < levels; ++i) {
     down_->push_back(DownBlock(c[i], c[i + 1], config_.groups));
+    down_attention_.push_back(
+        attention_after(fmt::format("down_attention{}", i), s >> (i + 1), c[i + 1]));
   }
   bottleneck_ = register_module("bottleneck", ResBlock(c.back(), c.back(), config_.groups));
   if (config_.attention) {
@@ -39,6 +50,8 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
   add_embeddings(c.back());
   for (int64_t i = levels - 2; i >= 0; --i) {
     up_->push_back(UpBlock(c[i + 1], c[i + 1], c[i], config_.groups));
+    up_attention_.push_back(
+        attention_after(fmt::format("up_attention{}", up_->size() - 1), s >> i, c[i]));
     add_embeddings(c[i]);
   }
   out_conv1_ =
@@ -97,7 +110,10 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
     auto [down, skip] = down_[i]->as<DownBlock>()->forward(h);
     skips.push_back(skip);
     h = down;
-    record(fmt::format("down[{}] DownBlock", i), h);
+    if (down_attention_[i]) h = down_attention_[i](h);
+    record(
+        fmt::format(down_attention_[i] ? "down[{}] DownBlock+attention" : "down[{}] DownBlock", i),
+        h);
   }
   h = bottleneck_(h);
   if (attention_) h = attention_(h);
@@ -105,8 +121,9 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
   record(cfg.attention ? "bottleneck ResBlock+attention" : "bottleneck ResBlock", h);
   for (size_t j = 0; j < up_->size(); ++j) {
     h = up_[j]->as<UpBlock>()->forward(h, skips[skips.size() - 1 - j]);
+    if (up_attention_[j]) h = up_attention_[j](h);
     h = inject(h, j + 1);
-    record(fmt::format("up[{}] UpBlock", j), h);
+    record(fmt::format(up_attention_[j] ? "up[{}] UpBlock+attention" : "up[{}] UpBlock", j), h);
   }
   h = torch::gelu(out_norm_(out_conv1_(torch::cat({h, x0_features}, /*dim=*/1))));
   h = out_conv2_(h);
@@ -128,18 +145,26 @@ int64_t forward_flops(const UNetConfig& config) {
     const int64_t time = 2 * (d * d + d * width);
     return time * (config.guidance_input ? 2 : 1) + 2 * (config.num_classes * e + e * width);
   };
+  // Self-attention over n x n tokens of `width` channels: projections (4 C^2 per token) and two
+  // n^2 x n^2 x C products.
+  auto attention = [](int64_t width, int64_t n) {
+    const int64_t tokens = n * n;
+    return 2 * (4 * width * width * tokens + 2 * tokens * tokens * width);
+  };
+  auto attention_at = [&](int64_t width, int64_t n) {
+    return config.attends_at(n) ? attention(width, n) : 0;
+  };
   int64_t f = res_block(ci, c[0], s);
-  for (int64_t i = 0; i + 1 < levels; ++i) f += res_block(c[i], c[i + 1], s >> i);
+  for (int64_t i = 0; i + 1 < levels; ++i) {
+    f += res_block(c[i], c[i + 1], s >> i) + attention_at(c[i + 1], s >> (i + 1));
+  }
   const int64_t bottom = s >> (levels - 1), width = c.back();
   f += res_block(width, width, bottom) + embeddings(width);
-  if (config.attention) {  // projections (4 C^2 per token) and two n x n x C products
-    const int64_t tokens = bottom * bottom;
-    f += 2 * (4 * width * width * tokens + 2 * tokens * tokens * width);
-  }
+  if (config.attention) f += attention(width, bottom);
   for (int64_t i = levels - 2; i >= 0; --i) {
     const int64_t n = s >> i, half = s >> (i + 1);
     f += 2 * 4 * half * half * c[i + 1] * c[i + 1];  // 2x2 stride-2 transposed convolution
-    f += res_block(2 * c[i + 1], c[i], n) + embeddings(c[i]);
+    f += res_block(2 * c[i + 1], c[i], n) + embeddings(c[i]) + attention_at(c[i], n);
   }
   f += 2 * 9 * s * s * (2 * c[0] * c[0] + c[0] * ci);  // output convolutions
   return f;
@@ -164,9 +189,13 @@ std::string model_summary(UNet& model) {
     if (cfg.guidance_input) w = torch::zeros({1}, torch::TensorOptions().device(device));
     model->forward(x, t, t, w, &trace);
   }
+  std::vector<std::string> attention;
+  if (cfg.attention) attention.push_back("bottleneck");
+  if (!cfg.attention_at.empty()) attention.push_back(fmt::format("sides {}", cfg.attention_at));
+  if (attention.empty()) attention.push_back("no");
   std::string out = fmt::format("UNet  image {}x{}x{}  widths {}  classes {}  attention {}{}\n",
                                 cfg.image_size, cfg.image_size, cfg.image_channels, cfg.channels,
-                                cfg.num_classes, cfg.attention ? "yes" : "no",
+                                cfg.num_classes, fmt::join(attention, " + "),
                                 cfg.guidance_input ? "  guidance input (student)" : "");
   out += fmt::format("  {:<32} {}\n", "block", "output shape");
   for (const auto& [name, shape] : trace) {
@@ -179,6 +208,47 @@ std::string model_summary(UNet& model) {
   out += fmt::format("  total trainable parameters: {} ({:.2f} M)\n", parameter_count(*model),
                      parameter_count(*model) / 1e6);
   return out;
+}
+
+}  // namespace numeral
+
+namespace numeral {
+
+void load_extending_classes(UNetImpl& to, const UNetImpl& from, const std::string& origin) {
+  UNetConfig widened = from.config();
+  widened.num_classes = to.config().num_classes;
+  const nlohmann::json was = widened, now = to.config();
+  for (const auto& [field, value] : now.items()) {
+    NUMERAL_CHECK(was.at(field) == value, "{}: its model has {} {}, this one {}", origin, field,
+                  was.at(field).dump(), value.dump());
+  }
+  NUMERAL_CHECK(from.config().num_classes <= to.config().num_classes,
+                "{}: its model has {} classes, more than the {} of this one", origin,
+                from.config().num_classes, to.config().num_classes);
+  std::map<std::string, torch::Tensor> source;
+  for (const auto& p : from.named_parameters()) source.emplace(p.key(), p.value());
+  for (const auto& b : from.named_buffers()) source.emplace(b.key(), b.value());
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;  // destination (view), source
+  auto plan = [&](const std::string& name, const torch::Tensor& dst) {
+    const auto it = source.find(name);
+    NUMERAL_CHECK(it != source.end(), "{}: its model has no tensor '{}'", origin, name);
+    const torch::Tensor& src = it->second;
+    // The class embeddings' first layers: [hidden, classes]; the old classes' columns come first.
+    const bool widens = name.rfind("class_embed.", 0) == 0 && name.find(".fc1.weight") != name.npos;
+    const torch::Tensor target =
+        widens && dst.dim() == 2 && src.dim() == 2 && src.size(1) <= dst.size(1)
+            ? dst.narrow(1, 0, src.size(1))
+            : dst;
+    NUMERAL_CHECK(src.sizes() == target.sizes(), "{}: '{}' has shape {} but this model expects {}",
+                  origin, name, src.sizes(), dst.sizes());
+    copies.emplace_back(target, src);
+  };
+  for (const auto& p : to.named_parameters()) plan(p.key(), p.value());
+  for (const auto& b : to.named_buffers()) plan(b.key(), b.value());
+  NUMERAL_CHECK(copies.size() == source.size(), "{}: its model has {} tensors, this one {}", origin,
+                source.size(), copies.size());
+  torch::NoGradGuard no_grad;
+  for (auto& [dst, src] : copies) dst.copy_(src.to(dst.device(), dst.scalar_type()));
 }
 
 }  // namespace numeral

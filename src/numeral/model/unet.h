@@ -43,6 +43,8 @@ class UNetImpl : public torch::nn::Module {
   torch::nn::ModuleList guidance_embed_{nullptr};  // config.guidance_input only
   ResBlock bottleneck_{nullptr};
   SelfAttention attention_{nullptr};
+  // config.attention_at: after DownBlock i, after UpBlock j (null where none).
+  std::vector<SelfAttention> down_attention_, up_attention_;
   torch::nn::Conv2d out_conv1_{nullptr}, out_conv2_{nullptr};
   torch::nn::GroupNorm out_norm_{nullptr};
 };
@@ -63,6 +65,13 @@ int64_t parameter_count(const torch::nn::Module& module);
 
 // The one-hot class vectors; kNullLabel rows are all zeros.
 torch::Tensor one_hot_labels(const torch::Tensor& labels, int64_t num_classes);  // [B] -> [B, K]
+
+// Copies every parameter and buffer of `from` into `to`, a model with the same config but as many
+// or more classes: the class embeddings' first layers take `from`'s columns for its classes, and
+// the columns of the added classes keep `to`'s initialisation. Old labels and the null label then
+// give bit-identical outputs. Checks every shape before copying; errors name `origin` and the first
+// mismatch, and leave `to` unchanged.
+void load_extending_classes(UNetImpl& to, const UNetImpl& from, const std::string& origin);
 
 // A human-readable table of the blocks, their output shapes and the parameter count, made by
 // tracing one forward pass of a batch of one.

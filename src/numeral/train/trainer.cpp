@@ -2,7 +2,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -120,6 +122,7 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
   ema_model_ = UNet(mc);
   model_->to(device);
   ema_model_->to(device);
+  if (!options_.resume && !tc.init_from.empty()) init_from_model(tc.init_from);
   if (!options_.resume) objective_->initialise(model_);
   ema_ = std::make_unique<EMA>(*model_, *ema_model_, tc.ema_decay);
   ema_->copy_from_model();
@@ -138,36 +141,102 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
     const auto cpu_labels = labels.to(torch::kCPU);
     int64_t largest = 0;
     for (const auto& part : data_.parts) {
-      const auto mine = cpu_labels.ge(part.class_offset)
-                            .logical_and(cpu_labels.lt(part.class_offset + part.num_classes))
-                            .nonzero()
-                            .reshape({-1});
+      const auto mine = part.indices_in(cpu_labels);
       NUMERAL_CHECK(mine.size(0) > 0, "data '{}': no training images from {}", tc.data, part.name);
       largest = std::max(largest, mine.size(0));
       part_indices_.push_back(mine);
     }
     epoch_length_ = largest * static_cast<int64_t>(part_indices_.size());
   }
-  steps_per_epoch_ = (epoch_length_ + tc.batch_size - 1) / tc.batch_size;
+  global_batch_ = tc.batch_size * (options_.parallel ? options_.parallel->world_size() : 1);
+  steps_per_epoch_ = (epoch_length_ + global_batch_ - 1) / global_batch_;
   planned_steps_ = steps_per_epoch_ * tc.epochs;
   total_steps_ = tc.max_steps > 0 ? std::min(planned_steps_, tc.max_steps) : planned_steps_;
 
-  // One writer per run directory, from here to the trainer's end.
-  run_dir_lock_ = std::make_unique<RunDirLock>(options_.run_dir);
+  // One writer per run directory, from here to the trainer's end: rank 0 of a group.
+  if (is_main()) run_dir_lock_ = std::make_unique<RunDirLock>(options_.run_dir);
   const auto checkpoint_path = options_.run_dir / kCheckpointFile;
   if (options_.resume) {
-    restore(checkpoint_path);
-  } else {
+    restore(checkpoint_path);  // every rank reads the same checkpoint
+  } else if (is_main()) {
     NUMERAL_CHECK(!std::filesystem::exists(checkpoint_path),
                   "run directory {} already has a checkpoint; pass --resume to continue it or "
                   "choose another --run-dir",
                   options_.run_dir.string());
   }
+  if (options_.parallel) {
+    // The same command on the same data, then rank 0's weights everywhere.
+    options_.parallel->check_same("config", nlohmann::json(config_).dump());
+    options_.parallel->check_same("training data", fmt::format("{:016x}", train_fingerprint_));
+    options_.parallel->check_same("step", std::to_string(step_));
+    std::vector<torch::Tensor> state;
+    for (const auto& module : {model_.ptr(), ema_model_.ptr()}) {
+      for (const auto& p : module->parameters()) state.push_back(p.detach());
+      for (const auto& b : module->buffers()) state.push_back(b);
+    }
+    options_.parallel->broadcast(state);
+  }
+  if (!is_main()) return;
   ensure_writable_dir(options_.run_dir);
   write_file_atomic(options_.run_dir / "config.json", nlohmann::json(config_).dump(2) + "\n");
 }
 
+void Trainer::all_reduce_gradients(const torch::Tensor& extras) {
+  std::vector<torch::Tensor> grads;
+  for (auto& p : model_->parameters()) {
+    if (!p.requires_grad()) continue;
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  for (auto& p : diffusion_->parameters()) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  grads.push_back(extras);
+  options_.parallel->all_reduce_sum(grads);
+}
+
 Trainer::~Trainer() = default;
+
+void Trainer::init_from_model(const std::string& path) {
+  const TrainedModel source = load_trained_model(path, options_.device);
+  const std::string origin = fmt::format("--init-from {}", path);
+  NUMERAL_CHECK(source.student_steps == 0,
+                "{}: a distilled student; start from the model it was distilled from", origin);
+  // Its data sources must begin this run's, in order: then its labels mean the same classes here,
+  // and the added sources' classes follow them.
+  const auto sources = [](const std::string& list) {
+    std::vector<std::filesystem::path> parts;
+    std::stringstream in(list);
+    for (std::string part; std::getline(in, part, ',');)
+      parts.push_back(std::filesystem::path(part).lexically_normal());
+    return parts;
+  };
+  const auto old_sources = sources(source.config.train.data),
+             new_sources = sources(config_.train.data);
+  NUMERAL_CHECK(old_sources.size() <= new_sources.size() &&
+                    std::equal(old_sources.begin(), old_sources.end(), new_sources.begin()),
+                "{}: it was trained on --data {}, which must begin this run's --data {} (e.g. "
+                "--data {},NEW: a model keeps its classes while it keeps seeing them)",
+                origin, source.config.train.data, config_.train.data, source.config.train.data);
+  const auto old_classes = static_cast<size_t>(source.config.model.num_classes);
+  NUMERAL_CHECK(old_classes <= data_.class_names.size(),
+                "{}: its {} classes are more than the {} of --data {}", origin, old_classes,
+                data_.class_names.size(), config_.train.data);
+  const nlohmann::json was = source.config.diffusion, now = config_.diffusion;
+  for (const auto& [field, value] : now.items()) {
+    NUMERAL_CHECK(was.at(field) == value, "{}: its diffusion has {} {}, this run {}", origin, field,
+                  was.at(field).dump(), value.dump());
+  }
+  load_extending_classes(*model_, *source.model, origin);
+  torch::NoGradGuard no_grad;
+  const auto from = source.diffusion->parameters();
+  auto to = diffusion_->parameters();
+  for (size_t i = 0; i < from.size() && i < to.size(); ++i) to[i].copy_(from[i]);  // learned
+  print(fmt::format("initialised from {} (step {}): {} classes kept, {} added",
+                    source.path.string(), source.state.value("step", int64_t{0}), old_classes,
+                    data_.class_names.size() - old_classes));
+}
 
 void Trainer::print(const std::string& line) const {
   if (options_.print) options_.print(line);
@@ -221,6 +290,7 @@ double Trainer::validation_loss() {
 }
 
 void Trainer::save_checkpoint_now() {
+  if (!is_main()) return;
   Checkpoint c;
   c.kind = objective_->checkpoint_kind();
   c.config = config_;
@@ -296,6 +366,7 @@ double Trainer::elapsed_seconds() const {
 }
 
 void Trainer::write_log() {
+  if (!is_main()) return;
   std::string lines;
   for (const auto& h : history_) lines += nlohmann::json(h).dump() + "\n";
   write_file_atomic(options_.run_dir / "log.jsonl", lines);
@@ -326,6 +397,12 @@ TrainResult Trainer::run() {
     pending_loss.zero_();
     pending_steps = 0;
   };
+  // A group stops together: each step's all-reduce carries every rank's stop flag.
+  bool group_stop = false;
+  auto stop_requested = [&] {
+    if (options_.parallel) return group_stop;
+    return options_.stop != nullptr && options_.stop->load();
+  };
   model_->train();
   while (step_ < total_steps_) {
     const int64_t epoch = step_ / steps_per_epoch_;  // 0-based
@@ -337,7 +414,7 @@ TrainResult Trainer::run() {
     const auto epoch_start = std::chrono::steady_clock::now();
     int64_t epoch_images = 0;
     for (int64_t i = first; i < last; ++i) {
-      if (options_.stop && options_.stop->load()) {
+      if (stop_requested()) {
         flush_loss();
         save_checkpoint_now();
         result.interrupted = true;
@@ -345,25 +422,54 @@ TrainResult Trainer::run() {
         result.history = history_;
         return result;
       }
-      const auto idx = perm.slice(0, i * tc.batch_size, std::min(n, (i + 1) * tc.batch_size));
+      // The global batch; every rank draws its times, noise and label masks (the same random
+      // stream everywhere), then takes its own shard, so a group trains as one process would.
+      auto idx = perm.slice(0, i * global_batch_, std::min(n, (i + 1) * global_batch_));
       const int64_t b = idx.size(0);
-      const auto x0 = to_model_range(train_x_.index_select(0, idx));
       auto labels = train_y_.index_select(0, idx);
-      const auto t = torch::randint(0, config_.diffusion.timesteps, {b}, generator_, long_options);
-      const auto noise = torch::randn({b, mc.image_channels, mc.image_size, mc.image_size},
-                                      generator_, float_options);
+      auto t = torch::randint(0, config_.diffusion.timesteps, {b}, generator_, long_options);
+      auto noise = torch::randn({b, mc.image_channels, mc.image_size, mc.image_size}, generator_,
+                                float_options);
       labels = drop_labels(labels, tc.cond_drop_prob, generator_);
+      int64_t shard = b;
+      if (options_.parallel) {
+        const int64_t per_rank =
+            (b + options_.parallel->world_size() - 1) / options_.parallel->world_size();
+        const int64_t lo = std::min(b, options_.parallel->rank() * per_rank);
+        const int64_t hi = std::min(b, lo + per_rank);
+        shard = hi - lo;
+        idx = idx.slice(0, lo, hi);
+        labels = labels.slice(0, lo, hi);
+        t = t.slice(0, lo, hi);
+        noise = noise.slice(0, lo, hi);
+      }
+      const auto x0 = to_model_range(train_x_.index_select(0, idx));
       objective_->begin_step(step_, model_, ema_model_);
 
       const double lr = learning_rate(step_);
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
       optimizer_->zero_grad();
       torch::Tensor loss;
-      {
+      if (shard > 0) {
         AutocastGuard autocast(tc.bf16);
         loss = objective_->loss(model_, x0, labels, t, noise, &generator_);
       }
-      loss.backward();
+      if (options_.parallel) {
+        // This shard's part of the global batch's mean; the sum over ranks is the mean.
+        if (shard > 0) {
+          loss = loss * (static_cast<double>(shard) / static_cast<double>(b));
+          loss.backward();
+        }
+        const bool stop = options_.stop != nullptr && options_.stop->load();
+        auto extras = torch::zeros({2}, float_options);
+        if (shard > 0) extras[0].copy_(loss.detach());
+        extras[1].fill_(stop ? 1.0 : 0.0);
+        all_reduce_gradients(extras);
+        loss = extras[0];
+        group_stop = extras[1].item<float>() > 0;
+      } else {
+        loss.backward();
+      }
       if (tc.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), tc.grad_clip);
       optimizer_->step();
       diffusion_->refresh_schedule();

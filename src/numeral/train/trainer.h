@@ -15,6 +15,7 @@
 #include "numeral/inference/run_config.h"
 #include "numeral/inference/trained_model.h"
 #include "numeral/model/unet.h"
+#include "numeral/train/distributed.h"
 #include "numeral/train/ema.h"
 
 namespace numeral {
@@ -72,6 +73,10 @@ struct TrainerOptions {
   std::function<void(const EpochStats&)> on_epoch;
   // What the steps minimise; null = the diffusion loss (DiffusionObjective).
   std::shared_ptr<Objective> objective;
+  // The group of a data-parallel run (train/distributed.h); null = this process alone. Each rank
+  // takes train.batch_size images of every global batch of batch_size x world_size; only rank 0
+  // writes the run directory.
+  std::shared_ptr<DataParallel> parallel;
 };
 
 // What a run did.
@@ -110,6 +115,13 @@ class Trainer {
 
  private:
   void restore(const std::filesystem::path& path);
+  // Whether this process writes the run directory (rank 0 of a group, or alone).
+  bool is_main() const { return !options_.parallel || options_.parallel->is_main(); }
+  // Sums the gradients over the group, with `extras` (e.g. the loss) in the same collective.
+  void all_reduce_gradients(const torch::Tensor& extras);
+  // A new run's weights from a trained model (--init-from): every weight, the class embeddings
+  // widened for the classes the data adds (load_extending_classes).
+  void init_from_model(const std::string& path);
   double validation_loss();
   void write_log();
   void print(const std::string& line) const;
@@ -123,7 +135,7 @@ class Trainer {
   std::unique_ptr<EMA> ema_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::shared_ptr<Objective> objective_;
-  at::Generator generator_;          // t, noise and label masks
+  at::Generator generator_;  // t, noise and label masks
   // [N, C, H, W] uint8 pixels (a quarter of float storage; each batch is converted to the
   // model's range as it is drawn) and [N] int64 labels, on the device.
   torch::Tensor train_x_, train_y_;
@@ -131,9 +143,10 @@ class Trainer {
   // A mixed dataset's training images by source; an epoch then draws each source as often as the
   // largest (the smaller ones repeat, reshuffled), so every source weighs the same.
   std::vector<torch::Tensor> part_indices_;
-  int64_t epoch_length_ = 0;  // images an epoch visits
+  int64_t epoch_length_ = 0;                       // images an epoch visits
   torch::Tensor epoch_order(int64_t epoch) const;  // [epoch_length_] int64 on the device
   int64_t step_ = 0;
+  int64_t global_batch_ = 0;  // batch_size x the group's size
   int64_t steps_per_epoch_ = 0;
   int64_t planned_steps_ = 0;  // epochs * steps_per_epoch: the learning-rate schedule's length
   int64_t total_steps_ = 0;    // planned_steps_, cut short by max_steps
