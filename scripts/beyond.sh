@@ -72,7 +72,7 @@ case ${1:-} in
     [[ -d data/colored-mnist ]] || $numeral data make colored-mnist
     demo colour colored-mnist "${EPOCHS:-15}" -- --channels 32,32,64 ;;
   # The judge's held-out check runs the 10,000 test images at 64x64 every epoch: 3 epochs.
-  64) demo fashion64 fashion-mnist "${EPOCHS:-10}" --image-size 64 --limit 4000 --epochs 3 -- \
-        --image-size 64 --limit 4000 --channels 32,32,64,64 --attention-at 16,8 ;;
+  64) demo fashion64 fashion-mnist "${EPOCHS:-4}" --image-size 64 --limit 4000 --epochs 3 -- \
+        --image-size 64 --limit 4000 --channels 32,32,64,64 --attention-at 16,8 --warmup-steps 50 ;;
   *) echo "usage: scripts/beyond.sh fashion | colour | 64 | finetune" >&2; exit 2 ;;
 esac

@@ -303,6 +303,10 @@ TEST(MixedData, AnEpochDrawsEachSourceAsOftenAsTheLargest) {
   o.run_dir = run.path();
   Trainer trainer(c, o);
   EXPECT_EQ(trainer.config().model.num_classes, 20);
+  // The validation batch (16 images) takes up to 8 of each source: 8 squares, all 6 held-out bars.
+  const auto val = trainer.validation_labels();
+  EXPECT_EQ(val.lt(10).sum().item<int64_t>(), 8);
+  EXPECT_EQ(val.ge(10).sum().item<int64_t>(), 6);
   const auto result = trainer.run();
   EXPECT_EQ(result.steps, 2 * 64 / 16);  // 64 of each source, batches of 16
   const TrainedModel m = load_trained_model(run.path(), torch::kCPU);

@@ -107,10 +107,10 @@ void add_common(CLI::App& sub, EvalCommon& c, bool required,
 }
 
 void add_source_options(CLI::App& sub, SampleSource& s, bool clip_model_flag = true) {
-  sub.add_option("--samples", s.samples, "digits to generate (balanced over the classes)")
+  sub.add_option("--samples", s.samples, "images to generate (balanced over the classes)")
       ->capture_default_str();
   sub.add_option("--images", s.images, "evaluate these IDX images instead of generating");
-  sub.add_option("--labels", s.labels, "IDX labels: the digit each --images image should be");
+  sub.add_option("--labels", s.labels, "IDX labels: the class each --images image should be");
   sub.add_option("--data", s.data, "real reference data for --images (default: the classifier's)");
   FlagBinding binding;
   binding.group = "Selection by score";
@@ -497,7 +497,7 @@ void run_augment_command(AugmentCommand& cmd) {
 const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
   auto eval = std::make_shared<EvalCommand>();
   auto* sub = app.add_subcommand(
-      "eval", "judge a model's digits: accuracy, classifier-FID, CAS, diversity (+ popout, sweep)");
+      "eval", "judge a model's images: accuracy, classifier-FID, CAS, diversity (+ popout, sweep)");
   sub->require_subcommand(0, 1);
   add_common(*sub, eval->common, /*required=*/false);
   add_source_options(*sub, eval->source);

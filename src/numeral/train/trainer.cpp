@@ -104,11 +104,25 @@ Trainer::Trainer(RunConfig config, TrainerOptions options)
   const int64_t n_val =
       tc.val_samples > 0 ? std::min(tc.val_samples, data_.val.size()) : data_.val.size();
   NUMERAL_CHECK(n_val > 0, "data '{}' has no held-out images for the validation loss", tc.data);
-  val_x_ = to_model_range(data_.val.images.slice(0, 0, n_val)).to(device);
-  val_y_ = data_.val.labels.slice(0, 0, n_val).to(device);
+  // The first n_val held-out images; of a mix, as many of each source as it has up to an even
+  // share, so the validation loss weighs the sources alike.
+  auto val_index = torch::arange(n_val, torch::kLong);
+  if (data_.parts.size() > 1) {
+    const int64_t share = (n_val + static_cast<int64_t>(data_.parts.size()) - 1) /
+                          static_cast<int64_t>(data_.parts.size());
+    std::vector<torch::Tensor> picked;
+    for (const auto& part : data_.parts) {
+      const auto mine = part.indices_in(data_.val.labels);
+      picked.push_back(mine.slice(0, 0, std::min(share, mine.size(0))));
+    }
+    val_index = torch::cat(picked).slice(0, 0, n_val);
+  }
+  const int64_t n_val_used = val_index.size(0);
+  val_x_ = to_model_range(data_.val.images.index_select(0, val_index)).to(device);
+  val_y_ = data_.val.labels.index_select(0, val_index).to(device);
   {
     auto val_gen = at::detail::createCPUGenerator(tc.seed + 7919);
-    val_t_ = torch::randint(0, config_.diffusion.timesteps, {n_val}, val_gen,
+    val_t_ = torch::randint(0, config_.diffusion.timesteps, {n_val_used}, val_gen,
                             torch::TensorOptions().dtype(torch::kLong))
                  .to(device);
     val_noise_ = torch::randn(val_x_.sizes(), val_gen).to(device);

@@ -102,6 +102,9 @@ class Trainer {
   const DataSplit& data() const { return data_; }
   // The training images as held on the device: uint8 pixels [N, C, H, W].
   const torch::Tensor& train_images() const { return train_x_; }
+  // The labels of the fixed validation batch: the first held-out images (of a mix, an even share
+  // of each source's).
+  const torch::Tensor& validation_labels() const { return val_y_; }
   // The learning rate at optimiser step `step` (warm-up, then the configured decay).
   double learning_rate(int64_t step) const;
   // Sets the flag that, once true, makes run() checkpoint and return at the next step.
