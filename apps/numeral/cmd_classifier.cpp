@@ -118,7 +118,8 @@ void run(ClassifierTrainCommand& cmd) {
 
 const bool kRegistered = register_command(/*order=*/70, [](CLI::App& app) {
   auto cmd = std::make_shared<ClassifierTrainCommand>();
-  auto* group = app.add_subcommand("classifier", "the classifier (digits or any labelled images) that `numeral eval` uses");
+  auto* group = app.add_subcommand(
+      "classifier", "the classifier (digits or any labelled images) that `numeral eval` uses");
   group->require_subcommand(1);
   auto* sub = group->add_subcommand(
       "train", "train a small CNN on the real training images and test it on the held-out ones");
