@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -479,22 +480,23 @@ TEST(InitFrom, AFineTuneStartsFromTheOldModelAndAddsTheNewClasses) {
   tune.train.epochs = 2;
   tune.train.init_from = old_run.path().string();
   o.run_dir = tuned_run.path();
-  Trainer tuned(tune, o);
-  EXPECT_EQ(tuned.config().model.num_classes, 20);
+  auto tuned = std::make_unique<Trainer>(tune, o);
+  EXPECT_EQ(tuned->config().model.num_classes, 20);
   {
     torch::NoGradGuard no_grad;
-    tuned.model()->eval();
+    tuned->model()->eval();
     torch::manual_seed(4);
     const auto x = torch::randn({3, 1, 28, 28});
     const auto t = torch::tensor({1, 7, 15});
     const auto labels = torch::tensor(std::vector<int64_t>{2, 7, kNullLabel});
     EXPECT_TRUE(
-        torch::equal(tuned.model()->forward(x, t, labels), old.model->forward(x, t, labels)));
+        torch::equal(tuned->model()->forward(x, t, labels), old.model->forward(x, t, labels)));
     EXPECT_TRUE(
-        torch::equal(tuned.ema_model()->forward(x, t, labels), old.model->forward(x, t, labels)));
-    tuned.model()->train();
+        torch::equal(tuned->ema_model()->forward(x, t, labels), old.model->forward(x, t, labels)));
+    tuned->model()->train();
   }
-  const auto tuned_history = tuned.run().history;
+  const auto tuned_history = tuned->run().history;
+  tuned.reset();  // lets the run directory go
   RunConfig fresh = tune;
   fresh.train.init_from.clear();
   o.run_dir = scratch_run.path();
@@ -503,6 +505,20 @@ TEST(InitFrom, AFineTuneStartsFromTheOldModelAndAddsTheNewClasses) {
   const TrainedModel m = load_trained_model(tuned_run.path(), torch::kCPU);
   EXPECT_EQ(m.class_names.size(), 20u);
   EXPECT_EQ(m.config.train.init_from, old_run.path().string());
+  // The images its weights have seen: the old model's and the new run's (eval augment reads it),
+  // also after a resume.
+  const TrainedModel scratch = load_trained_model(scratch_run.path(), torch::kCPU);
+  const auto seen = [](const TrainedModel& t) {
+    return t.state.at("train_fingerprint").get<uint64_t>();
+  };
+  EXPECT_EQ(seen(m), combine_fingerprints(seen(old), seen(scratch)));
+  RunConfig longer = tune;
+  longer.train.epochs = 3;
+  o.run_dir = tuned_run.path();
+  o.resume = true;
+  Trainer(longer, o).run();
+  o.resume = false;
+  EXPECT_EQ(seen(load_trained_model(tuned_run.path(), torch::kCPU)), seen(m));
 
   // The old sources must come first, in order; the diffusion must be the same.
   RunConfig swapped = tune;
@@ -513,6 +529,12 @@ TEST(InitFrom, AFineTuneStartsFromTheOldModelAndAddsTheNewClasses) {
   RunConfig other = tune;
   other.diffusion.timesteps = 30;
   EXPECT_ERROR(Trainer(other, o), "its diffusion has timesteps 20, this run 30");
+  // It must have held out what this run holds out: another split could put its training images
+  // among this run's held-out ones.
+  RunConfig resplit = tune;
+  resplit.train.split_seed = 1;
+  EXPECT_ERROR(Trainer(resplit, o), "it held out other images of " + synthetic_dataset().string(),
+               "than this run does");
   RunConfig missing = tune;
   missing.train.init_from = (bad_run / "nothing-here").string();
   EXPECT_ERROR(Trainer(missing, o), "nothing-here");

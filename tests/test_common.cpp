@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "numeral/common/fields.h"
 #include "numeral/common/fs.h"
 #include "numeral/common/lock.h"
 #include "numeral/common/runtime.h"
@@ -72,6 +73,25 @@ class Child {
  private:
   pid_t pid_ = -1;
 };
+
+TEST(FirstDifference, NamesTheFirstFieldThatDiffersOrIsMissing) {
+  const nlohmann::json was = {{"channels", {8, 16}}, {"groups", 4}, {"dropout", 0.1}};
+  EXPECT_FALSE(first_difference(was, was));
+  EXPECT_FALSE(first_difference(was, nlohmann::json::object()));
+  nlohmann::json now = was;
+  now["groups"] = 8;
+  now["dropout"] = 0.2;
+  const FieldDifference d = first_difference(was, now);
+  EXPECT_EQ(d.field, "dropout");  // nlohmann::json orders keys by name
+  EXPECT_EQ(d.was, "0.1");
+  EXPECT_EQ(d.now, "0.2");
+  now = was;
+  now["heads"] = 2;
+  const FieldDifference added = first_difference(was, now);
+  EXPECT_EQ(added.field, "heads");
+  EXPECT_EQ(added.was, "absent");
+  EXPECT_EQ(added.now, "2");
+}
 
 TEST(FileOutput, WritesWholeFilesAndLeavesNoTemporary) {
   const TempDir dir;

@@ -288,6 +288,16 @@ TEST(DistillCli, SigtermCheckpointsAndTheResumedStudentSamples) {
   EXPECT_TRUE(
       contains(train_resume.err, "is a student checkpoint, expected a diffusion checkpoint"))
       << train_resume.err;
+  const CliResult init_from = run_cli(
+      fmt::format("train --init-from '{}' --data '{}' --run-dir '{}' --threads 1", run.string(),
+                  synthetic_dataset().string(), (scratch / "tuned").string()));
+  EXPECT_EQ(init_from.rc, 1);
+  EXPECT_EQ(init_from.err_lines(), 1) << init_from.err;
+  EXPECT_TRUE(contains(init_from.err,
+                       "a distilled student; start from the model it was "
+                       "distilled from"))
+      << init_from.err;
+  EXPECT_FALSE(fs::exists(scratch / "tuned" / "checkpoint.safetensors"));
   // The student samples with its own 2 steps by default, and refuses another sampler.
   const CliResult sampled =
       run_cli(fmt::format("sample --checkpoint '{}' --per-digit 2 --w 1 --grid '{}' --threads 1",

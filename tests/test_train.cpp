@@ -179,6 +179,22 @@ TEST(Trainer, ResumeRefusesDataThatChanged) {
                "is not what this run trained on");
 }
 
+TEST(Trainer, ResumeRefusesAnotherModelAndNamesTheField) {
+  const TempDir run;
+  RunConfig c = tiny_run();
+  c.train.max_steps = 1;
+  Trainer(c, options_for(run.path())).run();
+  RunConfig wider = c;
+  wider.model.channels = {8, 8};
+  EXPECT_ERROR(Trainer resumed(wider, options_for(run.path(), /*resume=*/true)),
+               "the checkpoint's model has channels [8,16], this run [8,8]; resume with the "
+               "stored config");
+  RunConfig longer = c;
+  longer.diffusion.timesteps += 1;
+  EXPECT_ERROR(Trainer resumed(longer, options_for(run.path(), /*resume=*/true)),
+               "the checkpoint's diffusion has timesteps");
+}
+
 TEST(Trainer, LearningRateWarmsUpThenDecays) {
   RunConfig c = tiny_run();
   c.train.epochs = 10;  // 40 planned steps

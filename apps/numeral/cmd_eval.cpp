@@ -195,17 +195,18 @@ Loaded load_all(const EvalCommon& c, const std::string& data_override) {
   check_classifier_split(l.classifier, l.split);
   bool run_checked = false;
   if (l.model) run_checked = check_run_split(*l.model, l.split);
-  say(fmt::format("classifier {} ({:.2f}% on held-out real digits); device {}, {} threads",
-                  l.classifier.path.string(), 100 * l.classifier.val_accuracy, l.device.str(),
+  const std::string noun = item_noun(l.split.class_names);
+  say(fmt::format("classifier {} ({:.2f}% on held-out real {}); device {}, {} threads",
+                  l.classifier.path.string(), 100 * l.classifier.val_accuracy, noun, l.device.str(),
                   threads));
   const char* run_note = !l.model      ? ""
                          : run_checked ? " and the run's"
                                        : "; the run records none, its stored data options give "
                                          "this split";
   say(
-      fmt::format("reference: {} held-out digits of '{}' ({}; fingerprint {} matches the "
+      fmt::format("reference: {} held-out {} of '{}' ({}; fingerprint {} matches the "
                   "classifier's{})",
-                  l.split.val.size(), l.split.name, l.split.split,
+                  l.split.val.size(), noun, l.split.name, l.split.split,
                   fingerprint_hex(l.split.val_fingerprint), run_note));
   ClassifierExtractor judge(l.classifier);
   l.real = make_real_reference(judge, l.split, c.request.seed);
@@ -341,7 +342,7 @@ void run_clip(ClipCommand& cmd) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   Report report =
       clip_report(gen_scores, real_scores, fid, l.real.class_names, extractor.prompts(),
-                  {{"samples", describe_samples(samples, item_noun(l.real))},
+                  {{"samples", describe_samples(samples, item_noun(l.real.class_names))},
                    {"reference", describe_reference(l.real)},
                    {"CLIP", fmt::format("{} ({}; scoring took {})", clip.dir.string(),
                                         extractor.feature_space(), format_duration(seconds))}});

@@ -2,6 +2,15 @@
 
 namespace numeral {
 
+FieldDifference first_difference(const nlohmann::json& was, const nlohmann::json& now) {
+  for (const auto& [field, value] : now.items()) {
+    const auto it = was.find(field);
+    if (it == was.end()) return {field, "absent", value.dump()};
+    if (*it != value) return {field, it->dump(), value.dump()};
+  }
+  return {};
+}
+
 Rule at_least(double min) {
   return {[min](double v) {
     return std::isfinite(v) && v >= min ? std::string()

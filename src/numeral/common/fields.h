@@ -241,6 +241,16 @@ void read_field(const nlohmann::json& value, const char* name, T& member) {
   }
 }
 
+// The first field of `now` whose value differs in `was` (or that `was` lacks), with both values
+// as JSON text ("absent" where missing); empty (false) when every field of `now` matches. For
+// errors that name what differs between two configs: "its model has channels [8,32], this one
+// [8,16]".
+struct FieldDifference {
+  std::string field, was, now;
+  explicit operator bool() const { return !field.empty(); }
+};
+FieldDifference first_difference(const nlohmann::json& was, const nlohmann::json& now);
+
 // How fields_from_json treats what the JSON holds.
 struct JsonFields {
   const char* what = "config";  // names the object in errors: "request", "model config"

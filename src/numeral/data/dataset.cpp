@@ -233,6 +233,25 @@ uint64_t split_fingerprint(const torch::Tensor& indices, const torch::Tensor& la
   return hash;
 }
 
+uint64_t leading_val_fingerprint(const std::vector<DataPart>& parts, size_t count) {
+  NUMERAL_CHECK(count >= 1 && count <= parts.size(), "leading_val_fingerprint: {} of {} sources",
+                count, parts.size());
+  if (count == 1) return parts.front().val_fingerprint;
+  uint64_t fingerprint = kFnvOffsetBasis;
+  for (size_t i = 0; i < count; ++i) {
+    fnv1a_u64(fingerprint, parts[i].val_fingerprint);
+    fnv1a_u64(fingerprint, static_cast<uint64_t>(parts[i].num_classes));
+  }
+  return fingerprint;
+}
+
+uint64_t combine_fingerprints(uint64_t first, uint64_t second) {
+  uint64_t hash = kFnvOffsetBasis;
+  fnv1a_u64(hash, first);
+  fnv1a_u64(hash, second);
+  return hash;
+}
+
 uint64_t content_fingerprint(const Dataset& data) {
   const torch::Tensor pixels = data.images.to(torch::kCPU, torch::kUInt8).contiguous();
   const torch::Tensor labels = data.labels.to(torch::kCPU, torch::kInt64).contiguous();
@@ -408,28 +427,33 @@ DataSplit load_one(const DataOptions& options) {
 
 }  // namespace
 
+std::vector<std::string> data_source_names(const std::string& list) {
+  std::vector<std::string> names;
+  for (size_t start = 0;;) {
+    const size_t comma = list.find(',', start);
+    names.push_back(list.substr(start, comma == std::string::npos ? comma : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    NUMERAL_CHECK(!names[i].empty(), "--data {}: an empty name in the list", list);
+    for (size_t j = 0; j < i; ++j) {
+      NUMERAL_CHECK(names[i] != names[j], "--data {}: {} is listed twice", list, names[i]);
+    }
+  }
+  return names;
+}
+
 DataSplit load_data(const DataOptions& options) {
   // Checked before any file is read, once for every source of a mix.
   NUMERAL_CHECK(options.image_size >= 0 &&
                     (options.channels == 0 || options.channels == 1 || options.channels == 3),
                 "data: image size {} and channels {} (expected >= 0 and 0, 1 or 3)",
                 options.image_size, options.channels);
-  std::vector<std::string> names;
-  for (size_t start = 0;;) {
-    const size_t comma = options.data.find(',', start);
-    names.push_back(options.data.substr(start, comma == std::string::npos ? comma : comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  for (size_t i = 0; i < names.size(); ++i) {
-    NUMERAL_CHECK(!names[i].empty(), "--data {}: an empty name in the list", options.data);
-    for (size_t j = 0; j < i; ++j) {
-      NUMERAL_CHECK(names[i] != names[j], "--data {}: {} is listed twice", options.data, names[i]);
-    }
-  }
+  const std::vector<std::string> names = data_source_names(options.data);
   if (names.size() == 1) {
     DataSplit one = load_one(options);
-    one.parts = {{one.name, 0, one.num_classes}};
+    one.parts = {{one.name, 0, one.num_classes, one.val_fingerprint}};
     return one;
   }
   // A mix: the sources one after another, each fitted to the first's size and channels (or the
@@ -439,7 +463,6 @@ DataSplit load_data(const DataOptions& options) {
   mix.num_classes = 0;
   std::vector<torch::Tensor> train_x, train_y, val_x, val_y;
   std::vector<std::string> sources, splits;
-  uint64_t fingerprint = kFnvOffsetBasis;
   for (const auto& name : names) {
     DataOptions one = options;
     one.data = name;
@@ -449,7 +472,7 @@ DataSplit load_data(const DataOptions& options) {
     }
     const DataSplit part = load_one(one);
     if (mix.dir.empty()) mix.dir = part.dir;
-    mix.parts.push_back({part.name, mix.num_classes, part.num_classes});
+    mix.parts.push_back({part.name, mix.num_classes, part.num_classes, part.val_fingerprint});
     train_x.push_back(part.train.images);
     train_y.push_back(part.train.labels + mix.num_classes);
     val_x.push_back(part.val.images);
@@ -458,8 +481,6 @@ DataSplit load_data(const DataOptions& options) {
     mix.num_classes += part.num_classes;
     sources.push_back(fmt::format("{}: {}", part.name, part.source));
     splits.push_back(fmt::format("{}: {}", part.name, part.split));
-    fnv1a_u64(fingerprint, part.val_fingerprint);
-    fnv1a_u64(fingerprint, static_cast<uint64_t>(part.num_classes));
   }
   // Names shared by two sources ("0" in two digit sets) get their source's name in front.
   std::vector<std::string> named = mix.class_names;
@@ -477,7 +498,7 @@ DataSplit load_data(const DataOptions& options) {
   mix.val = Dataset{torch::cat(val_x), torch::cat(val_y)};
   mix.source = fmt::format("{}", fmt::join(sources, "; "));
   mix.split = fmt::format("{}", fmt::join(splits, "; "));
-  mix.val_fingerprint = fingerprint;
+  mix.val_fingerprint = leading_val_fingerprint(mix.parts, mix.parts.size());
   return mix;
 }
 

@@ -39,6 +39,7 @@ struct DataPart {
   std::string name;
   int64_t class_offset = 0;
   int64_t num_classes = 0;
+  uint64_t val_fingerprint = 0;  // of the source's own held-out split, as loaded alone
   bool holds(int64_t label) const {
     return label >= class_offset && label < class_offset + num_classes;
   }
@@ -64,6 +65,10 @@ struct DataSplit {
 // "fashion-mnist" with 10 classes, else "0", "1", ... (digits for MNIST).
 std::vector<std::string> default_class_names(const std::string& data, int64_t num_classes);
 
+// The sources of a --data list, in order: "mnist,fashion-mnist" -> {"mnist", "fashion-mnist"}.
+// Throws numeral::Error for an empty name or one listed twice.
+std::vector<std::string> data_source_names(const std::string& list);
+
 // Resolves options.root: the option if set, else $NUMERAL_DATA, else "./data".
 std::filesystem::path data_root(const DataOptions& options);
 
@@ -88,6 +93,14 @@ uint64_t split_fingerprint(const torch::Tensor& indices, const torch::Tensor& la
 // 64-bit FNV-1a hash of a dataset's pixels and labels, in order: which images exactly a model or
 // a classifier trained on (a generator must not bring real digits in that its user lacks).
 uint64_t content_fingerprint(const Dataset& data);
+
+// The val_fingerprint of a --data list made of the first `count` sources of `parts`: what a model
+// trained on just those sources (with the same split options) recorded. For --init-from.
+uint64_t leading_val_fingerprint(const std::vector<DataPart>& parts, size_t count);
+
+// One fingerprint for two, in order: the images a fine-tuned model (--init-from) has seen are its
+// source model's and its own.
+uint64_t combine_fingerprints(uint64_t first, uint64_t second);
 
 // Indices of the held-out part of a seeded split of n items (sorted, disjoint from the rest).
 torch::Tensor split_val_indices(int64_t n, double val_fraction, uint64_t seed);  // [n_val] int64

@@ -38,8 +38,8 @@ CasReport classification_accuracy_score(const TrainedClassifier& judge, const to
   const auto perm = seeded_permutation(real.train_x.size(0), options.seed + 2);
   const auto idx = torch::tensor(
       std::vector<int64_t>(perm.begin(), perm.begin() + cas.train_images), torch::kLong);
-  say(fmt::format("CAS: training a classifier on {} real training digits ({} epochs)",
-                  cas.train_images, recipe.epochs));
+  say(fmt::format("CAS: training a classifier on {} real training {} ({} epochs)", cas.train_images,
+                  item_noun(real.class_names), recipe.epochs));
   cas.real = train_and_test(real.train_x.index_select(0, idx), real.train_y.index_select(0, idx));
   cas.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return cas;

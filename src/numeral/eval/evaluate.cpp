@@ -134,7 +134,7 @@ Report eval_report(const EvalResult& result, const RealReference& real, const Sa
                    ReportFacts facts) {
   Report report;
   report.title = "numeral eval";
-  const std::string noun = item_noun(real);
+  const std::string noun = item_noun(real.class_names);
   report.facts = {{"samples", describe_samples(samples, noun)},
                   {"reference", describe_reference(real)},
                   {"judge", describe_judge(real)}};
@@ -327,11 +327,11 @@ Report sweep_report(const std::vector<SweepRow>& rows, const RealReference& real
                         number_cell(real.diversity.pixels_mean, "{:.3f}"),
                         number_cell(1.0, "{:.2f}"), empty_cell()});
   table.note = fmt::format(
-      "Accuracy: the share the classifier reads as the requested digit. FID: Fréchet distance to "
-      "the held-out digits in {}. Diversity: mean within-class pair distance, and its ratio to "
-      "the real digits'. The real row: the classifier's held-out accuracy, the real-vs-real FID "
-      "floor and the held-out digits' diversity.",
-      real.judge.feature_space);
+      "Accuracy: the share the classifier reads as the requested class. FID: Fréchet distance to "
+      "the held-out {0} in {1}. Diversity: mean within-class pair distance, and its ratio to "
+      "the real {0}'. The real row: the classifier's held-out accuracy, the real-vs-real FID "
+      "floor and the held-out {0}' diversity.",
+      item_noun(real.class_names), real.judge.feature_space);
   report.tables.push_back(std::move(table));
 
   nlohmann::json data = reference_json(real);

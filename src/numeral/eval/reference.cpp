@@ -69,15 +69,15 @@ RealReference make_real_reference(FeatureExtractor& judge, const DataSplit& spli
   return r;
 }
 
-std::string item_noun(const RealReference& real) {
-  return real.class_names == default_class_names("mnist", 10) ? "digits" : "images";
+std::string item_noun(const std::vector<std::string>& class_names) {
+  return class_names == default_class_names("mnist", 10) ? "digits" : "images";
 }
 
 std::string describe_reference(const RealReference& real) {
   return fmt::format(
       "{} held-out real {} of '{}' (fingerprint {}), which neither the classifier nor the "
       "diffusion model trained on",
-      with_commas(real.val_y.size(0)), item_noun(real), real.data,
+      with_commas(real.val_y.size(0)), item_noun(real.class_names), real.data,
       fingerprint_hex(real.val_fingerprint));
 }
 

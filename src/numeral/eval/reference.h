@@ -57,8 +57,8 @@ RealReference make_real_reference(FeatureExtractor& judge, const DataSplit& spli
 std::string describe_reference(const RealReference& real);
 
 // What the reports call the images: "digits" when the classes are the digits 0 to 9, else
-// "images" (nothing says digit about Fashion-MNIST or CIFAR).
-std::string item_noun(const RealReference& real);
+// "images" (nothing says digit about Fashion-MNIST, CIFAR or a mix).
+std::string item_noun(const std::vector<std::string>& class_names);
 
 // One line for people about the judge: "classifier runs/c/checkpoint.safetensors (98.95%
 // held-out accuracy, 128 features)".

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "numeral/common/error.h"
+#include "numeral/common/fields.h"
 
 namespace numeral {
 
@@ -217,11 +218,9 @@ namespace numeral {
 void load_extending_classes(UNetImpl& to, const UNetImpl& from, const std::string& origin) {
   UNetConfig widened = from.config();
   widened.num_classes = to.config().num_classes;
-  const nlohmann::json was = widened, now = to.config();
-  for (const auto& [field, value] : now.items()) {
-    NUMERAL_CHECK(was.at(field) == value, "{}: its model has {} {}, this one {}", origin, field,
-                  was.at(field).dump(), value.dump());
-  }
+  const FieldDifference differ = first_difference(widened, to.config());
+  NUMERAL_CHECK(!differ, "{}: its model has {} {}, this one {}", origin, differ.field, differ.was,
+                differ.now);
   NUMERAL_CHECK(from.config().num_classes <= to.config().num_classes,
                 "{}: its model has {} classes, more than the {} of this one", origin,
                 from.config().num_classes, to.config().num_classes);

@@ -8,8 +8,10 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <tuple>
 
 #include "numeral/common/error.h"
+#include "numeral/common/fields.h"
 #include "numeral/common/fs.h"
 #include "numeral/common/lock.h"
 #include "numeral/common/progress.h"
@@ -221,9 +223,8 @@ void Trainer::init_from_model(const std::string& path) {
   // and the added sources' classes follow them.
   const auto sources = [](const std::string& list) {
     std::vector<std::filesystem::path> parts;
-    std::stringstream in(list);
-    for (std::string part; std::getline(in, part, ',');)
-      parts.push_back(std::filesystem::path(part).lexically_normal());
+    for (const auto& name : data_source_names(list))
+      parts.push_back(std::filesystem::path(name).lexically_normal());
     return parts;
   };
   const auto old_sources = sources(source.config.train.data),
@@ -233,15 +234,24 @@ void Trainer::init_from_model(const std::string& path) {
                 "{}: it was trained on --data {}, which must begin this run's --data {} (e.g. "
                 "--data {},NEW: a model keeps its classes while it keeps seeing them)",
                 origin, source.config.train.data, config_.train.data, source.config.train.data);
+  // It must have held out what this run holds out (else evaluation could test it on images it
+  // trained on), and what the weights have seen is its images and this run's.
+  const uint64_t old_val = source.state.value("val_fingerprint", uint64_t{0});
+  NUMERAL_CHECK(old_val == leading_val_fingerprint(data_.parts, old_sources.size()),
+                "{}: it held out other images of {} than this run does (another --split-seed or "
+                "--val-fraction?), so it may have trained on this run's held-out images; use its "
+                "split options",
+                origin, source.config.train.data);
+  const uint64_t seen = source.state.value("train_fingerprint", uint64_t{0});
+  if (seen != train_fingerprint_)
+    train_fingerprint_ = combine_fingerprints(seen, train_fingerprint_);
   const auto old_classes = static_cast<size_t>(source.config.model.num_classes);
   NUMERAL_CHECK(old_classes <= data_.class_names.size(),
                 "{}: its {} classes are more than the {} of --data {}", origin, old_classes,
                 data_.class_names.size(), config_.train.data);
-  const nlohmann::json was = source.config.diffusion, now = config_.diffusion;
-  for (const auto& [field, value] : now.items()) {
-    NUMERAL_CHECK(was.at(field) == value, "{}: its diffusion has {} {}, this run {}", origin, field,
-                  was.at(field).dump(), value.dump());
-  }
+  const FieldDifference differ = first_difference(source.config.diffusion, config_.diffusion);
+  NUMERAL_CHECK(!differ, "{}: its diffusion has {} {}, this run {}", origin, differ.field,
+                differ.was, differ.now);
   load_extending_classes(*model_, *source.model, origin);
   torch::NoGradGuard no_grad;
   const auto from = source.diffusion->parameters();
@@ -336,12 +346,20 @@ void Trainer::save_checkpoint_now() {
 
 void Trainer::restore(const std::filesystem::path& path) {
   const Checkpoint c = load_checkpoint(path, objective_->checkpoint_kind());
-  RunConfig stored = c.config;
-  NUMERAL_CHECK(nlohmann::json(stored.model) == nlohmann::json(config_.model) &&
-                    nlohmann::json(stored.diffusion) == nlohmann::json(config_.diffusion),
-                "{}: the checkpoint's model or diffusion config differs from this run's; resume "
-                "with the stored config",
-                path.string());
+  const RunConfig stored = c.config;
+  for (const auto& [part, was, now] :
+       {std::tuple{"model", nlohmann::json(stored.model), nlohmann::json(config_.model)},
+        std::tuple{"diffusion", nlohmann::json(stored.diffusion),
+                   nlohmann::json(config_.diffusion)}}) {
+    const FieldDifference differ = first_difference(was, now);
+    NUMERAL_CHECK(!differ,
+                  "{}: the checkpoint's {} has {} {}, this run {}; resume with the stored config",
+                  path.string(), part, differ.field, differ.was, differ.now);
+  }
+  // A fine-tuned run's fingerprint counts its source model's images too (init_from_model).
+  if (!config_.train.init_from.empty() && c.state.contains("train_fingerprint")) {
+    train_fingerprint_ = c.state.at("train_fingerprint").get<uint64_t>();
+  }
   if (c.state.contains("val_fingerprint")) {
     NUMERAL_CHECK(c.state.at("val_fingerprint").get<uint64_t>() == data_.val_fingerprint,
                   "{}: the data '{}' is not what this run trained on (its held-out split "

@@ -160,7 +160,9 @@ class Trainer {
   // Wall time of the whole run so far: earlier sessions plus this one.
   double elapsed_seconds() const;
   std::vector<EpochStats> history_;
-  uint64_t train_fingerprint_ = 0;  // content_fingerprint of the images trained on
+  // content_fingerprint of the images trained on; with --init-from, combined with the source
+  // model's: every image the weights have seen (eval augment's leak check reads it).
+  uint64_t train_fingerprint_ = 0;
 };
 
 // Classifier-free guidance training: replaces each label by kNullLabel with probability p.
