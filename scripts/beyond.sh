@@ -2,8 +2,8 @@
 # The demonstrations of data beyond 28x28 grey digits (README, "Beyond MNIST"; docs/beyond-mnist.md):
 # each trains a model, a judge classifier on the same data, and evaluates it with `numeral eval`.
 #   scripts/beyond.sh fashion | colour | 64 | finetune
-# Environment: THREADS (1), EPOCHS (per demo below), RUNS (runs), STEPS and SAMPLES (eval: 25, 1000),
-# GRID_FLAGS (sampler flags for the grid). Writes RUNS/<demo>-* and
+# Environment: THREADS (1), EPOCHS (per demo below), RUNS (runs), SAMPLER, STEPS and SAMPLES (the
+# eval's: ddim, 25, 1000), GRID_FLAGS (sampler flags for the grid). Writes RUNS/<demo>-* and
 # docs-ready grids under out/beyond/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,7 +33,8 @@ demo() {  # NAME DATA EPOCHS CLASSIFIER_FLAGS... -- TRAIN_FLAGS...
     ${GRID_FLAGS:-} --threads "$threads" > "$run.sample.log" 2>&1
   # DDIM 25 and 1,000 digits: DDPM 100 on 2,000 takes a core about 20 minutes per model.
   $numeral eval --checkpoint "$run" --classifier "$classifier" --threads "$threads" \
-    --sampler ddim --steps "${STEPS:-25}" --samples "${SAMPLES:-1000}" > "$run.eval.log" 2>&1
+    --sampler "${SAMPLER:-ddim}" --steps "${STEPS:-25}" --samples "${SAMPLES:-1000}" \
+    > "$run.eval.log" 2>&1
   tail -n 1 "$run.train.log"
   grep -A7 "^Generated against real" "$run.eval.log"
 }
@@ -74,8 +75,10 @@ case ${1:-} in
     [[ -d data/colored-mnist ]] || $numeral data make colored-mnist
     demo colour colored-mnist "${EPOCHS:-15}" -- --channels 32,32,64 ;;
   # The judge's held-out check runs the 10,000 test images at 64x64 every epoch: 3 epochs. A
-  # 64x64 image has 5 times the pixels of a 28x28 one: the grid with DDIM 25, 500 images to judge.
-  64) GRID_FLAGS="--sampler ddim --steps 25" SAMPLES=${SAMPLES:-500} \
+  # 64x64 image has 5 times the pixels of a 28x28 one: the grid with DDIM 25, and 500 images from
+  # DPM-Solver++(2M) in 10 steps to judge.
+  64) GRID_FLAGS="--sampler ddim --steps 25" SAMPLER=${SAMPLER:-dpm++2m} STEPS=${STEPS:-10} \
+      SAMPLES=${SAMPLES:-500} \
       demo fashion64 fashion-mnist "${EPOCHS:-7}" --image-size 64 --limit 4000 --epochs 3 -- \
         --image-size 64 --limit 4000 --channels 32,32,64,64 --attention-at 16,8 --warmup-steps 50 ;;
   *) echo "usage: scripts/beyond.sh fashion | colour | 64 | finetune" >&2; exit 2 ;;
