@@ -541,6 +541,35 @@ TEST(InitFrom, AFineTuneStartsFromTheOldModelAndAddsTheNewClasses) {
   EXPECT_FALSE(fs::exists(bad_run / "checkpoint.safetensors"));
 }
 
+// A run fitted to another size than its data's (--image-size) is judged at that size: `eval`
+// loads the held-out images as the run and its classifier saw them.
+TEST(EvalCli, JudgesARunAtItsFittedImageSize) {
+  SKIP_WITHOUT_CLI();
+  torch::set_num_threads(1);
+  const TempDir dir;
+  const std::string data = synthetic_dataset().string();
+  const CliResult judge =
+      run_cli(fmt::format("classifier train --data '{}' --image-size 32 --epochs 1 --width 4 "
+                          "--feature-dim 8 --out '{}' --threads 1",
+                          data, (dir / "judge").string()),
+              dir.path());
+  ASSERT_EQ(judge.rc, 0) << judge.err;
+  RunConfig c = tiny_run();
+  c.model.image_size = 32;
+  c.train.max_steps = 1;
+  TrainerOptions o;
+  o.run_dir = dir / "run";
+  Trainer(c, o).run();
+  const CliResult eval = run_cli(
+      fmt::format("eval --checkpoint '{}' --classifier '{}' --samples 20 --no-cas --sampler ddim "
+                  "--steps 2 --threads 1",
+                  (dir / "run").string(), (dir / "judge").string()),
+      dir.path());
+  ASSERT_EQ(eval.rc, 0) << eval.err;
+  EXPECT_TRUE(contains(eval.out, "Generated against real digits")) << eval.out;
+  EXPECT_TRUE(fs::exists(dir / "run" / "eval")) << eval.out;
+}
+
 TEST(InitFromCli, TakesTheModelsSettingsAndRefusesOthers) {
   SKIP_WITHOUT_CLI();
   torch::set_num_threads(1);

@@ -179,7 +179,7 @@ Loaded load_all(const EvalCommon& c, const std::string& data_override) {
   l.device = select_device(c.runtime.device);
   const int threads = configure_threads(c.runtime.threads);
   l.classifier = load_classifier(c.classifier, l.device);
-  DataOptions data = classifier_data_options(l.classifier.data);
+  DataOptions data = classifier_data_options(l.classifier);
   if (!c.checkpoint.empty()) {
     NUMERAL_CHECK(std::filesystem::exists(c.checkpoint),
                   "--checkpoint {}: no such file or directory", c.checkpoint);

@@ -423,11 +423,13 @@ void check_classifier_split(const TrainedClassifier& c, const DataSplit& split) 
                 fingerprint_hex(split.val_fingerprint), split.name);
 }
 
-DataOptions classifier_data_options(const ClassifierData& data) {
+DataOptions classifier_data_options(const TrainedClassifier& classifier) {
   DataOptions options;
-  options.data = data.data;
-  options.val_fraction = data.val_fraction;
-  options.split_seed = data.split_seed;
+  options.data = classifier.data.data;
+  options.val_fraction = classifier.data.val_fraction;
+  options.split_seed = classifier.data.split_seed;
+  options.image_size = classifier.config.image_size;
+  options.channels = classifier.config.image_channels;
   return options;
 }
 

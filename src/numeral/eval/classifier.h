@@ -176,8 +176,9 @@ TrainedClassifier load_classifier(const std::filesystem::path& path,
 // held-out fingerprint), so the held-out digits are ones it never saw.
 void check_classifier_split(const TrainedClassifier& classifier, const DataSplit& split);
 
-// DataOptions that reload the classifier's data split.
-DataOptions classifier_data_options(const ClassifierData& data);
+// DataOptions that reload the classifier's data split at its image size and channels (a source
+// stored at another size is fitted to it, as it was for training: --image-size 64).
+DataOptions classifier_data_options(const TrainedClassifier& classifier);
 
 // Formats a split fingerprint as 16 hex digits.
 std::string fingerprint_hex(uint64_t fingerprint);
