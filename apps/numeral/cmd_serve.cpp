@@ -15,6 +15,7 @@
 #include "numeral/common/signals.h"
 #include "numeral/data/dataset.h"
 #include "numeral/serve/server.h"
+#include "numeral/train/trainer.h"
 #include "options.h"
 #include "sampling.h"
 
@@ -47,15 +48,11 @@ fs::path shipped_model() {
       "working directory and beside the binary)");
 }
 
-// The held-out digits of the model's own data, for /api/forward; none (with a warning) when the
-// data is not on this machine.
+// The held-out images of the model's own data, at its size, for /api/forward; none (with a
+// warning) when the data is not on this machine.
 std::optional<serve::ForwardSource> forward_source(const TrainedModel& model) {
-  DataOptions data;
-  data.data = model.config.train.data;
-  data.val_fraction = model.config.train.val_fraction;
-  data.split_seed = model.config.train.split_seed;
   try {
-    DataSplit split = load_data(data);
+    DataSplit split = load_data(data_options_of(model.config));
     return serve::ForwardSource{std::move(split.val), split.name + " (held out)"};
   } catch (const Error& e) {
     fmt::print(stderr, "numeral serve: warning: no real digits for the forward process: {}\n",
