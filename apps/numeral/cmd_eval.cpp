@@ -185,9 +185,7 @@ Loaded load_all(const EvalCommon& c, const std::string& data_override) {
                   "--checkpoint {}: no such file or directory", c.checkpoint);
     l.model = load_trained_model(c.checkpoint, l.device);
     check_model_compatible(l.classifier, l.model->config.model, l.model->path.string());
-    data.data = l.model->config.train.data;
-    data.val_fraction = l.model->config.train.val_fraction;
-    data.split_seed = l.model->config.train.split_seed;
+    data = data_options_of(l.model->config);  // the run's split, at its size (the classifier's)
   } else if (!data_override.empty()) {
     data.data = data_override;
   }
