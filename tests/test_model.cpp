@@ -63,6 +63,84 @@ TEST(Blocks, Shapes) {
   EXPECT_EQ(attention(x).sizes(), x.sizes());
 }
 
+// UpBlock computes its 2x2 stride-2 transposed convolution as a 1x1 convolution and a pixel
+// shuffle: the same function of the same weights as ATen's conv_transpose2d, values and gradients.
+TEST(Blocks, UpsampleEqualsTheTransposedConvolution) {
+  torch::manual_seed(0);
+  UpBlock up(6, 4, 5, 1);
+  auto params = up->named_parameters();
+  const auto& weight = params["up.weight"];
+  const auto& bias = params["up.bias"];
+  ASSERT_EQ(weight.sizes(), (std::vector<int64_t>{6, 6, 2, 2}));
+  {
+    torch::NoGradGuard no_grad;  // a non-zero bias, so that its placement is checked too
+    bias.copy_(torch::randn_like(bias));
+  }
+  auto x = torch::randn({3, 6, 5, 7}, torch::requires_grad());
+  auto ours = up->upsample(x);
+  auto reference = torch::conv_transpose2d(x, weight, bias, /*stride=*/2);
+  ASSERT_EQ(ours.sizes(), (std::vector<int64_t>{3, 6, 10, 14}));
+  EXPECT_TRUE(torch::allclose(ours, reference, 1e-5, 1e-5))
+      << (ours - reference).abs().max().item<float>();
+  // A hand check of one output pixel: (2i + a, 2j + b) of channel o is sum_c x[c, i, j] w[c, o, a, b]
+  // + bias[o].
+  const int64_t o = 4, i = 3, j = 5, a = 1, b = 0;
+  const float by_hand =
+      (x[1].select(1, i).select(1, j) * weight.select(1, o).select(1, a).select(1, b))
+          .sum()
+          .item<float>() +
+      bias[o].item<float>();
+  EXPECT_NEAR(ours[1][o][2 * i + a][2 * j + b].item<float>(), by_hand, 1e-5);
+
+  const auto g = torch::randn_like(ours);
+  auto grads = torch::autograd::grad({ours}, {x, weight, bias}, {g});
+  auto reference_grads = torch::autograd::grad({reference}, {x, weight, bias}, {g});
+  for (size_t k = 0; k < grads.size(); ++k) {
+    EXPECT_TRUE(torch::allclose(grads[k], reference_grads[k], 1e-4, 1e-5)) << "gradient " << k;
+  }
+  // Written into a view of a larger buffer (the sampling path), the same values.
+  torch::NoGradGuard no_grad;
+  auto buffer = torch::full({3, 10, 10, 14}, 7.f);
+  up->upsample(x, buffer.narrow(1, 0, 6));
+  EXPECT_TRUE(torch::allclose(buffer.narrow(1, 0, 6), reference, 1e-5, 1e-5));
+  EXPECT_TRUE(buffer.narrow(1, 6, 4).eq(7.f).all().item<bool>());  // the rest untouched
+}
+
+// Without autograd the U-Net writes each skip connection's parts into one buffer instead of
+// concatenating them; with it, it concatenates. Both give the same output, for every shape of
+// network (attention on the last decoder level included: its output goes into the joined buffer).
+TEST(UNet, JoinedPathEqualsPlain) {
+  torch::manual_seed(0);
+  for (const bool student : {false, true}) {
+    UNetConfig c = tiny_config();
+    c.channels = {8, 16, 16};
+    c.image_size = 12;
+    c.attention_at = {12, 3};
+    c.guidance_input = student;
+    UNet model(c);
+    // Non-zero embeddings everywhere (the guidance one starts at zero).
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : model->parameters()) p.add_(0.05 * torch::randn_like(p));
+    }
+    auto x = torch::randn({5, 1, 12, 12});
+    auto t = torch::tensor({0, 10, 50, 90, 99}, torch::kLong);
+    auto labels = labels_of({0, 3, kNullLabel, 9, 1});
+    torch::Tensor w = student ? torch::full({5}, 0.5f) : torch::Tensor{};
+    const auto plain = model->forward(x, t, labels, w);  // autograd on: concatenation
+    ASSERT_TRUE(plain.requires_grad());
+    torch::Tensor joined;
+    {
+      torch::NoGradGuard no_grad;
+      joined = model->forward(x, t, labels, w);
+    }
+    EXPECT_FALSE(joined.requires_grad());
+    EXPECT_TRUE(torch::allclose(plain.detach(), joined, 1e-5, 1e-6))
+        << "student " << student << ": " << (plain.detach() - joined).abs().max().item<float>();
+    EXPECT_GT(plain.abs().max().item<float>(), 1e-3);  // a real comparison, not of zeros
+  }
+}
+
 struct SizeCase {
   int64_t size, channels;
   std::vector<int64_t> widths;

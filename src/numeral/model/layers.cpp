@@ -44,17 +44,21 @@ ResBlockImpl::ResBlockImpl(int64_t in_channels, int64_t out_channels, int64_t gr
   }
 }
 
-torch::Tensor ResBlockImpl::forward(const torch::Tensor& x) {
+torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& out) {
   auto h = torch::gelu(norm1_(conv1_(x)));
   h = torch::gelu(norm2_(conv2_(h)));
-  return h + (shortcut_ ? shortcut_(x) : x);
+  const auto residual = shortcut_ ? shortcut_(x) : x;
+  if (!out.defined()) return h + residual;
+  torch::Tensor target = out;
+  return torch::add_out(target, h, residual);
 }
 
 DownBlockImpl::DownBlockImpl(int64_t in_channels, int64_t out_channels, int64_t groups)
     : block_(register_module("block", ResBlock(in_channels, out_channels, groups))) {}
 
-std::pair<torch::Tensor, torch::Tensor> DownBlockImpl::forward(const torch::Tensor& x) {
-  auto skip = block_(x);
+std::pair<torch::Tensor, torch::Tensor> DownBlockImpl::forward(const torch::Tensor& x,
+                                                               const torch::Tensor& skip_out) {
+  auto skip = block_(x, skip_out);
   return {torch::avg_pool2d(skip, /*kernel_size=*/2), skip};
 }
 
@@ -66,8 +70,29 @@ UpBlockImpl::UpBlockImpl(int64_t in_channels, int64_t skip_channels, int64_t out
       block_(
           register_module("block", ResBlock(in_channels + skip_channels, out_channels, groups))) {}
 
+torch::Tensor UpBlockImpl::upsample(const torch::Tensor& x, const torch::Tensor& out) {
+  // ConvTranspose2d's weight is [in, out, 2, 2]: output pixel (2i + a, 2j + b) of channel o is
+  // sum_c x[c, i, j] w[c, o, a, b] + bias[o], a 1x1 convolution to channel 4o + 2a + b followed by
+  // a pixel shuffle (which reads channel 4o + 2a + b into pixel (2i + a, 2j + b) of channel o).
+  const auto& w = up_->weight;
+  const int64_t in = w.size(0), channels = w.size(1);
+  const auto patches = torch::conv2d(x, w.permute({1, 2, 3, 0}).reshape({4 * channels, in, 1, 1}),
+                                     up_->bias.repeat_interleave(4));  // [B, 4 out, H, W]
+  if (!out.defined()) return torch::pixel_shuffle(patches, 2);
+  // The pixel shuffle as one strided copy into `out`: [B, o, a, b, i, j] -> [B, o, i, a, j, b].
+  const int64_t b = x.size(0), h = x.size(2), wd = x.size(3);
+  out.view({b, channels, h, 2, wd, 2})
+      .copy_(patches.view({b, channels, 2, 2, h, wd}).permute({0, 1, 4, 2, 5, 3}));
+  return out;
+}
+
 torch::Tensor UpBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& skip) {
-  return block_(torch::cat({up_(x), skip}, /*dim=*/1));
+  return block_(torch::cat({upsample(x), skip}, /*dim=*/1));
+}
+
+torch::Tensor UpBlockImpl::forward_joined(const torch::Tensor& x, const torch::Tensor& joined) {
+  upsample(x, joined.narrow(1, 0, x.size(1)));
+  return block_(joined);
 }
 
 SelfAttentionImpl::SelfAttentionImpl(int64_t channels, int64_t heads, int64_t groups)

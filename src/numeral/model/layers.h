@@ -26,7 +26,9 @@ TORCH_MODULE(EmbedBlock);
 class ResBlockImpl : public torch::nn::Module {
  public:
   ResBlockImpl(int64_t in_channels, int64_t out_channels, int64_t groups);
-  torch::Tensor forward(const torch::Tensor& x);  // [B, in, H, W] -> [B, out, H, W]
+  // [B, in, H, W] -> [B, out, H, W]. Given `out` (a [B, out, H, W] view, e.g. one part of a skip
+  // connection's joined buffer; without autograd only), the result is written there and returned.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& out = {});
 
  private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
@@ -39,24 +41,35 @@ TORCH_MODULE(ResBlock);
 class DownBlockImpl : public torch::nn::Module {
  public:
   DownBlockImpl(int64_t in_channels, int64_t out_channels, int64_t groups);
-  // Returns {downsampled [B, out, H/2, W/2], skip [B, out, H, W]}.
-  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x);
+  // Returns {downsampled [B, out, H/2, W/2], skip [B, out, H, W]}; the skip is written into
+  // `skip_out` when given (as ResBlock's `out`).
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x,
+                                                  const torch::Tensor& skip_out = {});
 
  private:
   ResBlock block_{nullptr};
 };
 TORCH_MODULE(DownBlock);
 
-// Decoder level: doubles the resolution (transposed convolution), concatenates the matching skip,
-// then a ResBlock.
+// Decoder level: doubles the resolution (a 2x2 stride-2 transposed convolution), concatenates the
+// matching skip, then a ResBlock.
 class UpBlockImpl : public torch::nn::Module {
  public:
   UpBlockImpl(int64_t in_channels, int64_t skip_channels, int64_t out_channels, int64_t groups);
   // x [B, in, H, W], skip [B, skip, 2H, 2W] -> [B, out, 2H, 2W]
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& skip);
+  // The same without the concatenation (without autograd only): `joined` [B, in + skip, 2H, 2W]
+  // already holds the skip in its last `skip` channels; the up-sampled x is written into the first.
+  torch::Tensor forward_joined(const torch::Tensor& x, const torch::Tensor& joined);
+  // The transposed convolution [B, in, H, W] -> [B, in, 2H, 2W], computed as what it is: a 1x1
+  // convolution to 4 x in channels (one per output pixel of each 2x2 patch) and a pixel shuffle.
+  // Same weights and result as up_->forward(x), but on the convolution (oneDNN) path instead of
+  // ATen's reference kernel for transposed convolutions, which is several times slower on a CPU.
+  // Given `out` (a [B, in, 2H, 2W] view; without autograd only), the result is written there.
+  torch::Tensor upsample(const torch::Tensor& x, const torch::Tensor& out = {});
 
  private:
-  torch::nn::ConvTranspose2d up_{nullptr};
+  torch::nn::ConvTranspose2d up_{nullptr};  // holds the weights; upsample() computes it
   ResBlock block_{nullptr};
 };
 TORCH_MODULE(UpBlock);

@@ -93,23 +93,43 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
   if (guidance.defined()) {
     guidance_features = sinusoidal_embedding(guidance * kGuidanceFeatureScale, cfg.time_embed_dim);
   }
-  // h <- h * (1 + class embedding) + time embedding, per channel.
-  auto inject = [&](torch::Tensor h, size_t level) {
+  // h <- h * (1 + class embedding) + time embedding, per channel (written into `out` if given).
+  auto inject = [&](const torch::Tensor& h, size_t level, torch::Tensor out = {}) {
     auto scale = class_embed_[level]->as<EmbedBlock>()->forward(class_features);  // [B, C]
     auto shift = time_embed_[level]->as<EmbedBlock>()->forward(time_features);    // [B, C]
     if (guidance_features.defined()) {
       shift = shift + guidance_embed_[level]->as<EmbedBlock>()->forward(guidance_features);
     }
-    return h * (1 + scale.unsqueeze(-1).unsqueeze(-1)) + shift.unsqueeze(-1).unsqueeze(-1);
+    const auto s = (1 + scale).unsqueeze(-1).unsqueeze(-1), b = shift.unsqueeze(-1).unsqueeze(-1);
+    return out.defined() ? torch::addcmul_out(out, b, h, s) : torch::addcmul(b, h, s);
+  };
+  // Every skip connection ends in a concatenation [up-sampled | skip] along the channels (and the
+  // output one in [decoder | input features]). Without autograd (sampling) both parts are written
+  // straight into one buffer allocated up front, saving a memory pass over them per level; with
+  // autograd they are concatenated. Same result either way (the test Model.JoinedPathEqualsPlain).
+  const bool join_in_place = !torch::GradMode::is_enabled();
+  const auto& widths = cfg.channels;
+  const int64_t batch = x_t.size(0);
+  // A joined buffer of `first` + `second` channels at `side`, and a view of its second part.
+  auto joined = [&](int64_t first, int64_t second, int64_t side) {
+    if (!join_in_place) return std::pair<torch::Tensor, torch::Tensor>{};
+    auto buffer = torch::empty({batch, first + second, side, side}, x_t.options());
+    return std::pair{buffer, buffer.narrow(1, first, second)};
   };
 
-  const auto x0_features = input_(x_t);  // [B, c0, H, W]
+  const auto [output_joined, x0_slot] = joined(widths[0], widths[0], cfg.image_size);
+  const auto x0_features = input_(x_t, x0_slot);  // [B, c0, H, W]
   record("input ResBlock", x0_features);
   auto h = x0_features;
-  std::vector<torch::Tensor> skips;
+  std::vector<torch::Tensor> skips, skip_joined;  // per level; skip_joined empty unless in place
   for (size_t i = 0; i < down_->size(); ++i) {
-    auto [down, skip] = down_[i]->as<DownBlock>()->forward(h);
+    // Up-block level i (counted from the top) joins its up-sampled input (widths[i + 1]
+    // channels) with this level's skip (widths[i + 1]).
+    const auto [buffer, skip_slot] =
+        joined(widths[i + 1], widths[i + 1], cfg.image_size >> static_cast<int64_t>(i));
+    auto [down, skip] = down_[i]->as<DownBlock>()->forward(h, skip_slot);
     skips.push_back(skip);
+    skip_joined.push_back(buffer);
     h = down;
     if (down_attention_[i]) h = down_attention_[i](h);
     record(
@@ -121,12 +141,18 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
   h = inject(h, 0);
   record(cfg.attention ? "bottleneck ResBlock+attention" : "bottleneck ResBlock", h);
   for (size_t j = 0; j < up_->size(); ++j) {
-    h = up_[j]->as<UpBlock>()->forward(h, skips[skips.size() - 1 - j]);
+    const size_t level = skips.size() - 1 - j;
+    auto* block = up_[j]->as<UpBlock>();
+    h = join_in_place ? block->forward_joined(h, skip_joined[level])
+                      : block->forward(h, skips[level]);
     if (up_attention_[j]) h = up_attention_[j](h);
-    h = inject(h, j + 1);
+    const bool last = j + 1 == up_->size();
+    h = inject(h, j + 1,
+               join_in_place && last ? output_joined.narrow(1, 0, widths[0]) : torch::Tensor{});
     record(fmt::format(up_attention_[j] ? "up[{}] UpBlock+attention" : "up[{}] UpBlock", j), h);
   }
-  h = torch::gelu(out_norm_(out_conv1_(torch::cat({h, x0_features}, /*dim=*/1))));
+  h = torch::gelu(out_norm_(
+      out_conv1_(join_in_place ? output_joined : torch::cat({h, x0_features}, /*dim=*/1))));
   h = out_conv2_(h);
   record("output conv", h);
   return h;
