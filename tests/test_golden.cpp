@@ -1,7 +1,8 @@
 // The shipped models' images for fixed seeds, pinned for every sampler: a refactor of the
 // generation path must leave them unchanged (up to float rounding).
-// tests/golden/shipped.safetensors was written by this test with NUMERAL_WRITE_GOLDEN=1 before the
-// inference API (issue 14) existed.
+// tests/golden/shipped.safetensors is written by this test with NUMERAL_WRITE_GOLDEN=1: first
+// before the inference API (issue 14) existed, again only when the shipped models themselves change
+// (last: 2026-12-07, v2 of mnist.safetensors and its new student).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

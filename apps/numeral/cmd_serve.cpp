@@ -14,8 +14,8 @@
 #include "numeral/common/runtime.h"
 #include "numeral/common/signals.h"
 #include "numeral/data/dataset.h"
+#include "numeral/inference/run_config.h"
 #include "numeral/serve/server.h"
-#include "numeral/train/trainer.h"
 #include "options.h"
 #include "sampling.h"
 
@@ -55,7 +55,7 @@ std::optional<serve::ForwardSource> forward_source(const TrainedModel& model) {
     DataSplit split = load_data(data_options_of(model.config));
     return serve::ForwardSource{std::move(split.val), split.name + " (held out)"};
   } catch (const Error& e) {
-    fmt::print(stderr, "numeral serve: warning: no real digits for the forward process: {}\n",
+    fmt::print(stderr, "numeral serve: warning: no real images for the forward process: {}\n",
                e.what());
     return std::nullopt;
   }

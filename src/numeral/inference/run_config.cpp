@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "numeral/common/error.h"
+#include "numeral/data/dataset.h"
 
 namespace numeral {
 
@@ -94,6 +95,16 @@ void from_json(const nlohmann::json& j, EpochStats& s) {
   s.lr = j.at("lr");
   s.images_per_s = j.at("images_per_s");
   s.elapsed_s = j.at("elapsed_s");
+}
+
+DataOptions data_options_of(const RunConfig& config) {
+  DataOptions data;
+  data.data = config.train.data;
+  data.val_fraction = config.train.val_fraction;
+  data.split_seed = config.train.split_seed;
+  data.image_size = config.model.image_size;
+  data.channels = config.model.image_channels;
+  return data;
 }
 
 }  // namespace numeral

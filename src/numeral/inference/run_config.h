@@ -131,6 +131,12 @@ struct RunConfig {
 void to_json(nlohmann::json& j, const RunConfig& c);
 void from_json(const nlohmann::json& j, RunConfig& c);
 
+struct DataOptions;  // data/dataset.h
+// The data and seeded split a run trains on (its --data, --val-fraction and --split-seed), at the
+// model's image size and channels (0 in the model config: the data's own). Training, evaluation
+// and serve load a run's images through this one mapping.
+DataOptions data_options_of(const RunConfig& config);
+
 // One line of a run's log.jsonl; a checkpoint's state keeps them all as "history".
 struct EpochStats {
   int64_t epoch = 0;        // 1-based

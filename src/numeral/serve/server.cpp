@@ -324,7 +324,7 @@ struct Server::Impl {
   void forward_process(const httplib::Request& req, httplib::Response& res) {
     if (!forward) {
       return send_error(res, 404,
-                        "no real digits on this server: its data set could not be loaded (see "
+                        "no real images on this server: its data set could not be loaded (see "
                         "its log)");
     }
     guarded(res, [&] {

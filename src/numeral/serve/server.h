@@ -40,7 +40,7 @@ void describe(ServerOptions& o, V& v) {
     "HTTP threads (a client waiting for its images holds one; bounded)", between(1, 1024));
 }
 
-// The real digits the forward-process endpoint noises: a dataset's held-out images.
+// The real images the forward-process endpoint noises: a dataset's held-out images.
 struct ForwardSource {
   Dataset digits;
   std::string name;  // e.g. "mnist (held out)"

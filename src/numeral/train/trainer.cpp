@@ -573,16 +573,6 @@ torch::Tensor drop_labels(const torch::Tensor& labels, double p, at::Generator& 
   return labels.masked_fill(drop, kNullLabel);
 }
 
-DataOptions data_options_of(const RunConfig& config) {
-  DataOptions data;
-  data.data = config.train.data;
-  data.val_fraction = config.train.val_fraction;
-  data.split_seed = config.train.split_seed;
-  data.image_size = config.model.image_size;
-  data.channels = config.model.image_channels;
-  return data;
-}
-
 void resolve_from_data(UNetConfig& model, const DataSplit& data) {
   if (model.image_size == 0) model.image_size = data.train.images.size(2);
   if (model.image_channels == 0) model.image_channels = data.train.images.size(1);

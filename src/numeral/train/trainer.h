@@ -168,10 +168,6 @@ class Trainer {
 // Classifier-free guidance training: replaces each label by kNullLabel with probability p.
 torch::Tensor drop_labels(const torch::Tensor& labels, double p, at::Generator& generator);  // [B]
 
-// The data and seeded split a run trains on (its --data, --val-fraction and --split-seed), at the
-// model's image size and channels (0 in the model config: the data's own).
-DataOptions data_options_of(const RunConfig& config);
-
 // Fills what a run left to the data (0 or empty in `model`): image size and channels, the number
 // of classes, and the widths (default_widths of the image size).
 void resolve_from_data(UNetConfig& model, const DataSplit& data);
