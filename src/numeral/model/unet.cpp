@@ -106,7 +106,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
   // Every skip connection ends in a concatenation [up-sampled | skip] along the channels (and the
   // output one in [decoder | input features]). Without autograd (sampling) both parts are written
   // straight into one buffer allocated up front, saving a memory pass over them per level; with
-  // autograd they are concatenated. Same result either way (the test Model.JoinedPathEqualsPlain).
+  // autograd they are concatenated. Same result either way (the test UNet.JoinedPathEqualsPlain).
   const bool join_in_place = !torch::GradMode::is_enabled();
   const auto& widths = cfg.channels;
   const int64_t batch = x_t.size(0);
@@ -121,7 +121,8 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
   const auto x0_features = input_(x_t, x0_slot);  // [B, c0, H, W]
   record("input ResBlock", x0_features);
   auto h = x0_features;
-  std::vector<torch::Tensor> skips, skip_joined;  // per level; skip_joined empty unless in place
+  std::vector<torch::Tensor> skips,
+      skip_joined;  // per level; skip_joined undefined unless in place
   for (size_t i = 0; i < down_->size(); ++i) {
     // Up-block level i (counted from the top) joins its up-sampled input (widths[i + 1]
     // channels) with this level's skip (widths[i + 1]).
