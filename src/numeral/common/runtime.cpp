@@ -75,15 +75,17 @@ bool configure_allocator() {
   if (choice && std::string(choice) == "system") return false;
   NUMERAL_CHECK(!choice || std::string(choice) == "keep" || std::string(choice).empty(),
                 "NUMERAL_MALLOC={}: expected keep (the default) or system", choice);
-  // Allocations below 32 MiB (glibc's largest threshold on 64-bit machines; a batch of 64
-  // activations of the default model is 13 MB) come from the heap rather than a fresh mmap each,
-  // and freed heap is not trimmed back below 1 GiB.
+  // Every allocation comes from the heap rather than a fresh mmap (M_MMAP_MAX 0), and freed heap
+  // is not trimmed back below 1 GiB. A mmap threshold alone is not enough: glibc caps it at
+  // 32 MiB, and the default-size model's activations at the CPU forward batch of 256 are 103 MB,
+  // so each call mapped them afresh and ran at a third of the speed of calls of 64 (BENCHMARKS.md,
+  // 2026-12-07). The threshold stays set for a glibc that ignores M_MMAP_MAX.
   // One arena: threads other than the main one (numeral serve's generation worker) would each get
   // their own, whose heaps glibc unmaps as they empty whatever the trim threshold, and a batch of
   // 16-digit requests then ran several times slower than `numeral sample` (BENCHMARKS.md).
   constexpr int kMmapThreshold = 32 << 20;
   constexpr int kTrimThreshold = 1 << 30;
-  return mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1 &&
+  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1 &&
          mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1 && mallopt(M_ARENA_MAX, 1) == 1;
 }
 
