@@ -121,8 +121,8 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
   const auto x0_features = input_(x_t, x0_slot);  // [B, c0, H, W]
   record("input ResBlock", x0_features);
   auto h = x0_features;
-  std::vector<torch::Tensor> skips,
-      skip_joined;  // per level; skip_joined undefined unless in place
+  // Per encoder level: its skip, and (in place only; undefined otherwise) its joined buffer.
+  std::vector<torch::Tensor> skips, skip_joined;
   for (size_t i = 0; i < down_->size(); ++i) {
     // Up-block level i (counted from the top) joins its up-sampled input (widths[i + 1]
     // channels) with this level's skip (widths[i + 1]).
