@@ -79,7 +79,8 @@ bool configure_allocator() {
   // is not trimmed back below 1 GiB. A mmap threshold alone is not enough: glibc caps it at
   // 32 MiB, and the default-size model's activations at the CPU forward batch of 256 are 103 MB,
   // so each call mapped them afresh and ran at a third of the speed of calls of 64 (BENCHMARKS.md,
-  // 2026-12-07). The threshold stays set for a glibc that ignores M_MMAP_MAX.
+  // 2026-12-07). The threshold stays set: removing it slowed the 32-channel model's batch-256 calls
+  // by about a tenth (bench_step, two alternating runs each, 2026-12-07), though nothing is mapped.
   // One arena: threads other than the main one (numeral serve's generation worker) would each get
   // their own, whose heaps glibc unmaps as they empty whatever the trim threshold, and a batch of
   // 16-digit requests then ran several times slower than `numeral sample` (BENCHMARKS.md).
