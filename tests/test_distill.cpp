@@ -7,7 +7,9 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
+#include "numeral/common/fs.h"
 #include "numeral/diffusion/distillation.h"
 #include "numeral/diffusion/samplers.h"
 #include "numeral/inference/generate.h"
@@ -310,6 +312,33 @@ TEST(DistillCli, SigtermCheckpointsAndTheResumedStudentSamples) {
   EXPECT_TRUE(contains(
       other.err, "--sampler dpm++2m: a distilled student samples only with ddim at its 2 steps"))
       << other.err;
+}
+
+// The eval reports name the sampler that ran: a student's own ddim steps, not the request's
+// default (a sweep once printed "ddpm (100 steps)" for a 4-step student).
+TEST(DistillCli, EvalReportsNameTheStudentsOwnSampler) {
+  SKIP_WITHOUT_CLI();
+  torch::set_num_threads(1);
+  const TempDir dir;
+  const CliResult judge = run_cli(
+      fmt::format("classifier train --data '{}' --epochs 1 --width 4 --feature-dim 8 --out '{}' "
+                  "--threads 1",
+                  synthetic_dataset().string(), (dir / "judge").string()),
+      dir.path());
+  ASSERT_EQ(judge.rc, 0) << judge.err;
+  const DistillConfig d = tiny_distill(4, 2, 4);
+  RunConfig c = student_config(load_trained_model(d.teacher, torch::kCPU), d, tiny_run().train);
+  Trainer(c, student_options(dir / "student", d)).run();
+  const CliResult sweep = run_cli(
+      fmt::format("eval sweep --checkpoint '{}' --classifier '{}' --w 0,1 --samples 10 --out '{}' "
+                  "--threads 1",
+                  (dir / "student").string(), (dir / "judge").string(), (dir / "sweep").string()),
+      dir.path());
+  ASSERT_EQ(sweep.rc, 0) << sweep.err;
+  EXPECT_TRUE(contains(sweep.out, "sampler ddim (2 steps)")) << sweep.out;
+  const auto report = nlohmann::json::parse(read_file(dir / "sweep" / "sweep.json"));
+  EXPECT_EQ(report.at("data").at("sampler"), "ddim") << report.dump();
+  EXPECT_EQ(report.at("data").at("steps"), 2) << report.dump();
 }
 
 TEST(DistillConfig, RejectsBadValues) {

@@ -31,6 +31,7 @@
 #include "numeral/eval/report.h"
 #include "numeral/eval/samples.h"
 #include "numeral/generate/request.h"
+#include "numeral/inference/generate.h"
 #include "numeral/io/image.h"
 #include "options.h"
 
@@ -211,14 +212,21 @@ Loaded load_all(const EvalCommon& c, const std::string& data_override) {
   return l;
 }
 
+// The sampler a model really runs for these options: a distilled student replaces the default
+// with its own steps (options_for), and the reports name what ran.
+SamplerOptions sampler_used(const TrainedModel& model, const GenerateOptions& options) {
+  return options_for(model, options).sampler;
+}
+
 nlohmann::json generation_context(const EvalCommon& c, const Loaded& l) {
   nlohmann::json j;
   if (l.model) {
+    const SamplerOptions s = sampler_used(*l.model, c.generate());
     j["checkpoint"] = l.model->path.string();
-    j["sampler"] = c.request.sampler.name;
-    j["steps"] = c.request.sampler.resolved_steps(l.model->diffusion->T());
-    j["eta"] = c.request.sampler.eta;
-    j["clip_x0"] = c.request.sampler.clip_x0;
+    j["sampler"] = s.name;
+    j["steps"] = s.resolved_steps(l.model->diffusion->T());
+    j["eta"] = s.eta;
+    j["clip_x0"] = s.clip_x0;
     j["seed"] = c.request.seed;
     j["training_step"] = l.model->state.value("step", int64_t{0});
   }
@@ -415,12 +423,12 @@ void run_sweep(SweepCommand& cmd) {
                     row.images_per_s));
     rows.push_back(std::move(row));
   }
+  const SamplerOptions used = sampler_used(*l.model, c.generate());
   Report report = sweep_report(
       rows, l.real,
-      {{"generation",
-        fmt::format("{} digits per w from {}, sampler {} ({} steps), seed {}",
-                    with_commas(cmd.samples), l.model->path.string(), c.request.sampler.name,
-                    c.request.sampler.resolved_steps(l.model->diffusion->T()), c.request.seed)}});
+      {{"generation", fmt::format("{} digits per w from {}, sampler {} ({} steps), seed {}",
+                                  with_commas(cmd.samples), l.model->path.string(), used.name,
+                                  used.resolved_steps(l.model->diffusion->T()), c.request.seed)}});
   report.images = {{"sweep", "sweep.png"}};
   report.data.update(generation_context(c, l));
   report.data["samples"] = cmd.samples;
@@ -477,14 +485,14 @@ void run_augment_command(AugmentCommand& cmd) {
                   split.split, with_commas(split.train.size()), with_commas(split.val.size())));
   const auto experiments = run_augment(cmd.plan, split, generator ? &*generator : nullptr, say);
   const auto& g = cmd.plan.generate;
-  Report report =
-      augment_report(experiments, cmd.plan,
-                     {{"generator", generator_name},
-                      {"data", fmt::format("{} ({})", split.name, split.split)},
-                      {"generation", fmt::format("{} {} steps, w = {:g}, seed {}", g.sampler.name,
-                                                 g.sampler.resolved_steps(model.diffusion->T()),
-                                                 g.guidance, g.seed)},
-                      {"generated digits", (out.path / "augment").string()}});
+  const SamplerOptions used = sampler_used(model, g);
+  Report report = augment_report(
+      experiments, cmd.plan,
+      {{"generator", generator_name},
+       {"data", fmt::format("{} ({})", split.name, split.split)},
+       {"generation", fmt::format("{} {} steps, w = {:g}, seed {}", used.name,
+                                  used.resolved_steps(model.diffusion->T()), g.guidance, g.seed)},
+       {"generated digits", (out.path / "augment").string()}});
   report.images = {{"held-out accuracy", "augment.png"}};
   write_png(out.path / "augment.png", augment_plot(experiments));
   write_file_atomic(out.path / "augment.json", render_json(report).dump(2) + "\n");
