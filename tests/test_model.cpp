@@ -5,8 +5,10 @@
 #include <cmath>
 
 #include "numeral/common/error.h"
+#include "numeral/model/fused.h"
 #include "numeral/model/layers.h"
 #include "numeral/model/unet.h"
+#include "test_util.h"
 
 namespace numeral {
 namespace {
@@ -82,7 +84,8 @@ TEST(Blocks, UpsampleEqualsTheTransposedConvolution) {
   ASSERT_EQ(ours.sizes(), (std::vector<int64_t>{3, 6, 10, 14}));
   EXPECT_TRUE(torch::allclose(ours, reference, 1e-5, 1e-5))
       << (ours - reference).abs().max().item<float>();
-  // A hand check of one output pixel: (2i + a, 2j + b) of channel o is sum_c x[c, i, j] w[c, o, a, b]
+  // A hand check of one output pixel: (2i + a, 2j + b) of channel o is sum_c x[c, i, j] w[c, o, a,
+  // b]
   // + bias[o].
   const int64_t o = 4, i = 3, j = 5, a = 1, b = 0;
   const float by_hand =
@@ -109,6 +112,79 @@ TEST(Blocks, UpsampleEqualsTheTransposedConvolution) {
 // Without autograd the U-Net writes each skip connection's parts into one buffer instead of
 // concatenating them; with it, it concatenates. Both give the same output, for every shape of
 // network (attention on the last decoder level included: its output goes into the joined buffer).
+// The fused GroupNorm + GELU (+ residual) against LibTorch's separate layers: odd sizes (the
+// vector loops' tails), normalised values out to +-10 (past the erf approximation's clamp at 4),
+// in place, into a channel slice of a larger buffer, and with a residual.
+TEST(FusedGroupNormGelu, MatchesThePlainLayers) {
+  torch::manual_seed(0);
+  torch::NoGradGuard no_grad;
+  torch::nn::GroupNorm norm(4, 12);
+  norm->weight.uniform_(-3, 3);
+  norm->bias.uniform_(-2, 2);
+  const auto x = 5 * torch::randn({3, 12, 7, 5}) + 1;
+  const auto residual = torch::randn({3, 12, 7, 5});
+  const auto plain = torch::gelu(norm(x));
+  EXPECT_GT(norm(x).abs().max().item<float>(), 6);  // the clamp's region is reached
+  ASSERT_TRUE(fusable_group_norm_gelu(x));
+  const auto max_diff = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return (a - b).abs().max().item<double>();
+  };
+  auto into = torch::empty_like(x);
+  EXPECT_LT(max_diff(group_norm_gelu_out(into, x, norm), plain), 2e-6);
+  auto in_place = x.clone();
+  group_norm_gelu_out(in_place, in_place, norm, residual);
+  EXPECT_LT(max_diff(in_place, plain + residual), 2e-6);
+  // A [3, 20, 7, 5] buffer whose channels 8..19 receive the result; the first 8 stay as they were.
+  auto buffer = torch::full({3, 20, 7, 5}, -7.0f);
+  group_norm_gelu_out(buffer.narrow(1, 8, 12), x, norm, residual);
+  EXPECT_LT(max_diff(buffer.narrow(1, 8, 12), plain + residual), 2e-6);
+  EXPECT_TRUE(buffer.narrow(1, 0, 8).eq(-7).all().item<bool>());
+  // Without affine weights, and a group's values all equal (variance 0: eps keeps it finite).
+  torch::nn::GroupNorm bare(torch::nn::GroupNormOptions(2, 12).affine(false));
+  auto flat = x.clone();
+  flat.narrow(1, 0, 6).fill_(3);
+  const auto bare_plain = torch::gelu(bare(flat));
+  const auto bare_fused = group_norm_gelu_out(torch::empty_like(flat), flat, bare);
+  EXPECT_LT(max_diff(bare_fused.narrow(1, 6, 6), bare_plain.narrow(1, 6, 6)), 2e-6);
+  // The flat group is 0 up to the rounding of x * scale + shift at scale 1 / sqrt(eps) = 316,
+  // the same form (and error, about 3e-5) as LibTorch's kernel.
+  EXPECT_LT(bare_fused.narrow(1, 0, 6).abs().max().item<float>(), 1e-4);
+  EXPECT_LT(bare_plain.narrow(1, 0, 6).abs().max().item<float>(), 1e-4);
+}
+
+TEST(FusedGroupNormGelu, TakesOnlyWhatItCanAndSaysWhy) {
+  torch::nn::GroupNorm norm(4, 12);
+  const auto x = torch::randn({2, 12, 4, 4});
+  EXPECT_FALSE(fusable_group_norm_gelu(x));  // autograd on: the plain layers (with a backward)
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(fusable_group_norm_gelu(x));
+  EXPECT_FALSE(fusable_group_norm_gelu(x.to(torch::kDouble)));
+  EXPECT_FALSE(fusable_group_norm_gelu(x.transpose(2, 3)));
+  EXPECT_FALSE(fusable_group_norm_gelu(x.flatten(2)));
+  EXPECT_TRUE(fusable_group_norm_gelu(x.narrow(1, 4, 8)));  // channels of contiguous samples
+  EXPECT_ERROR(group_norm_gelu_out(torch::empty({2, 12, 4, 4}), x.transpose(2, 3), norm),
+               "contiguous samples");
+  EXPECT_ERROR(group_norm_gelu_out(torch::empty({2, 8, 4, 4}), x, norm), "shapes differ");
+  EXPECT_ERROR(group_norm_gelu_out(x.narrow(1, 0, 8).contiguous(), x.narrow(1, 0, 8), norm),
+               "8 channels for a GroupNorm of 12 channels");
+}
+
+// A ResBlock samples on the fused path and trains on the plain one: the same function.
+TEST(FusedGroupNormGelu, ResBlockPathsAgree) {
+  torch::manual_seed(1);
+  for (const int64_t in : {8, 16}) {  // with and without the 1x1 shortcut
+    ResBlock block(in, 16, 4);
+    const auto x = torch::randn({3, in, 9, 9});
+    const auto plain = block(x);
+    ASSERT_TRUE(plain.requires_grad());
+    torch::NoGradGuard no_grad;
+    const auto fused = block(x);
+    EXPECT_LT((plain.detach() - fused).abs().max().item<double>(), 1e-5) << in;
+  }
+}
+
+// Without autograd the U-Net writes skip connections in place and runs the fused GroupNorm + GELU:
+// the same function as the plain (training) path.
 TEST(UNet, JoinedPathEqualsPlain) {
   torch::manual_seed(0);
   for (const bool student : {false, true}) {

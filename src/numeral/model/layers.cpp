@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "numeral/model/fused.h"
+
 namespace numeral {
 
 namespace nn = torch::nn;
@@ -45,7 +47,17 @@ ResBlockImpl::ResBlockImpl(int64_t in_channels, int64_t out_channels, int64_t gr
 }
 
 torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& out) {
-  auto h = torch::gelu(norm1_(conv1_(x)));
+  auto h = conv1_(x);
+  const bool fused = fusable_group_norm_gelu(h) &&
+                     (!out.defined() || fusable_group_norm_gelu(out)) &&
+                     (shortcut_ || fusable_group_norm_gelu(x));
+  if (fused) {
+    // Sampling on the CPU: each GroupNorm, its GELU (and the residual) in one pass (fused.h).
+    group_norm_gelu_out(h, h, norm1_);
+    h = conv2_(h);
+    return group_norm_gelu_out(out.defined() ? out : h, h, norm2_, shortcut_ ? shortcut_(x) : x);
+  }
+  h = torch::gelu(norm1_(h));
   h = torch::gelu(norm2_(conv2_(h)));
   const auto residual = shortcut_ ? shortcut_(x) : x;
   if (!out.defined()) return h + residual;

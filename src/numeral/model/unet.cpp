@@ -8,6 +8,7 @@
 
 #include "numeral/common/error.h"
 #include "numeral/common/fields.h"
+#include "numeral/model/fused.h"
 
 namespace numeral {
 
@@ -152,8 +153,8 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
                join_in_place && last ? output_joined.narrow(1, 0, widths[0]) : torch::Tensor{});
     record(fmt::format(up_attention_[j] ? "up[{}] UpBlock+attention" : "up[{}] UpBlock", j), h);
   }
-  h = torch::gelu(out_norm_(
-      out_conv1_(join_in_place ? output_joined : torch::cat({h, x0_features}, /*dim=*/1))));
+  h = out_conv1_(join_in_place ? output_joined : torch::cat({h, x0_features}, /*dim=*/1));
+  h = fusable_group_norm_gelu(h) ? group_norm_gelu_out(h, h, out_norm_) : torch::gelu(out_norm_(h));
   h = out_conv2_(h);
   record("output conv", h);
   return h;
