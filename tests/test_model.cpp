@@ -152,6 +152,22 @@ TEST(FusedGroupNormGelu, MatchesThePlainLayers) {
   EXPECT_LT(bare_plain.narrow(1, 0, 6).abs().max().item<float>(), 1e-4);
 }
 
+// Each (sample, group) is one thread's work, so the result is the same bits on any thread count
+// (`sample` promises the same images for the same seed).
+TEST(FusedGroupNormGelu, TheThreadCountDoesNotChangeABit) {
+  torch::manual_seed(2);
+  torch::NoGradGuard no_grad;
+  torch::nn::GroupNorm norm(4, 16);
+  const auto x = torch::randn({6, 16, 14, 14}), residual = torch::randn({6, 16, 14, 14});
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(1);
+  const auto one = group_norm_gelu_out(torch::empty_like(x), x, norm, residual);
+  torch::set_num_threads(2);
+  const auto two = group_norm_gelu_out(torch::empty_like(x), x, norm, residual);
+  torch::set_num_threads(threads);
+  EXPECT_TRUE(torch::equal(one, two)) << (one - two).abs().max().item<float>();
+}
+
 TEST(FusedGroupNormGelu, TakesOnlyWhatItCanAndSaysWhy) {
   torch::nn::GroupNorm norm(4, 12);
   const auto x = torch::randn({2, 12, 4, 4});
