@@ -42,8 +42,8 @@ BENCHMARK(BM_GroupNormGelu)
 }  // namespace numeral
 
 int main(int argc, char** argv) {
-  numeral::configure_allocator();  // as the numeral binary does: freed memory stays with the
-                                   // process
+  // As the numeral binary does: freed memory stays with the process.
+  numeral::configure_allocator();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
