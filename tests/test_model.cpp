@@ -171,7 +171,7 @@ TEST(FusedGroupNormGelu, TheThreadCountDoesNotChangeABit) {
 TEST(FusedGroupNormGelu, TakesOnlyWhatItCanAndSaysWhy) {
   torch::nn::GroupNorm norm(4, 12);
   const auto x = torch::randn({2, 12, 4, 4});
-  EXPECT_FALSE(fusable_group_norm_gelu(x));  // autograd on: the plain layers (with a backward)
+  EXPECT_FALSE(fusable_group_norm_gelu(x));  // autograd on: group_norm_gelu's node instead
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(fusable_group_norm_gelu(x));
   EXPECT_FALSE(fusable_group_norm_gelu(x.to(torch::kDouble)));
@@ -185,7 +185,75 @@ TEST(FusedGroupNormGelu, TakesOnlyWhatItCanAndSaysWhy) {
                "8 channels for a GroupNorm of 12 channels");
 }
 
-// A ResBlock samples on the fused path and trains on the plain one: the same function.
+// The training node (group_norm_gelu) against LibTorch's two layers in float64 (the closed forms
+// to double rounding): values and the gradients of x, gamma and beta, with odd sizes, normalised
+// values out to +-10 (past the clamps of the erf and exp approximations), a non-contiguous input
+// and a non-contiguous upstream gradient. The fused node is as close as the float32 layers are.
+TEST(FusedGroupNormGelu, TrainingGradientsMatchThePlainLayers) {
+  torch::manual_seed(3);
+  torch::nn::GroupNorm norm(4, 12);
+  {
+    torch::NoGradGuard no_grad;
+    norm->weight.uniform_(-3, 3);
+    norm->bias.uniform_(-2, 2);
+  }
+  const auto base = (5 * torch::randn({3, 12, 5, 7}) + 1).transpose(2, 3);  // [3, 12, 7, 5]
+  // A channel slice, as a concatenation's backward hands it on. (Not a transposed one: LibTorch
+  // 1.13's float32 gelu_backward returns garbage for a transposed gradient with a contiguous
+  // input, up to 3.7e19; float64 is right. Training never produces such a gradient.)
+  const auto upstream = torch::randn({3, 20, 7, 5}).narrow(1, 4, 12);
+  const auto run = [&](torch::nn::GroupNorm n, torch::Dtype dtype, bool fused) {
+    n->zero_grad();
+    const auto x = base.to(dtype).clone().requires_grad_();
+    const auto y = fused ? group_norm_gelu(x, n) : torch::gelu(n(x));
+    if (fused) {
+      EXPECT_NE(y.grad_fn()->name().find("GroupNormGelu"), std::string::npos);
+    }
+    y.backward(upstream.to(dtype));
+    return std::vector<torch::Tensor>{y.detach().to(torch::kDouble), x.grad().to(torch::kDouble),
+                                      n->weight.grad().to(torch::kDouble),
+                                      n->bias.grad().to(torch::kDouble)};
+  };
+  auto wide = std::dynamic_pointer_cast<torch::nn::GroupNormImpl>(norm->clone());
+  wide->to(torch::kDouble);
+  const auto exact = run(torch::nn::GroupNorm(wide), torch::kDouble, false);
+  const auto plain = run(norm, torch::kFloat, false), fused = run(norm, torch::kFloat, true);
+  EXPECT_GT(exact[0].abs().max().item<double>(), 6);  // the clamps' region is reached
+  const char* names[] = {"y", "dx", "dgamma", "dbeta"};
+  for (size_t k = 0; k < exact.size(); ++k) {
+    const double scale = std::max(1.0, exact[k].abs().max().item<double>());
+    const double fused_error = (fused[k] - exact[k]).abs().max().item<double>() / scale;
+    const double plain_error = (plain[k] - exact[k]).abs().max().item<double>() / scale;
+    EXPECT_LT(fused_error, 2e-6) << names[k] << "; LibTorch's float32 layers: " << plain_error;
+  }
+  // Anything else (here float64) takes the two layers, with their own backward.
+  const auto x = base.to(torch::kDouble).requires_grad_();
+  EXPECT_EQ(group_norm_gelu(x, torch::nn::GroupNorm(wide)).grad_fn()->name().find("GroupNormGelu"),
+            std::string::npos);
+}
+
+// Each (sample, group) of the backward pass is one thread's work and the per-sample parts of the
+// weights' gradients are summed in one order: the same bits on any thread count.
+TEST(FusedGroupNormGelu, TrainingGradientsDoNotDependOnTheThreadCount) {
+  torch::manual_seed(4);
+  torch::nn::GroupNorm norm(4, 16);
+  const auto base = torch::randn({6, 16, 14, 14}), upstream = torch::randn({6, 16, 14, 14});
+  const auto run = [&](int threads) {
+    torch::set_num_threads(threads);
+    norm->zero_grad();
+    const auto x = base.clone().requires_grad_();
+    group_norm_gelu(x, norm).backward(upstream);
+    return std::vector<torch::Tensor>{x.grad(), norm->weight.grad().clone(),
+                                      norm->bias.grad().clone()};
+  };
+  const int threads = torch::get_num_threads();
+  const auto one = run(1), two = run(2);
+  torch::set_num_threads(threads);
+  for (size_t k = 0; k < one.size(); ++k) EXPECT_TRUE(torch::equal(one[k], two[k])) << k;
+}
+
+// A ResBlock samples on the fused path (in place, residual included) and trains on the fused
+// autograd node: the same function.
 TEST(FusedGroupNormGelu, ResBlockPathsAgree) {
   torch::manual_seed(1);
   for (const int64_t in : {8, 16}) {  // with and without the 1x1 shortcut

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "numeral/common/error.h"
 #include "numeral/common/format.h"
@@ -50,6 +51,8 @@ struct Plan {
   int64_t x_stride, out_stride, residual_stride;  // between samples, in floats
   int64_t channels, groups, pixels;               // C, G, H * W
   double eps;
+  double* mean = nullptr;  // [B, G], written when not null (for the backward pass)
+  double* rstd = nullptr;
 };
 
 // Mean and 1 / standard deviation of n floats: one pass of float64 sums of x and x^2 (float64
@@ -83,6 +86,31 @@ inline __attribute__((always_inline)) float gelu_of(float x, float scale, float 
   constexpr float kRsqrt2 = 0.70710678118654752f;
   const float v = x * scale + shift;
   return 0.5f * v * (1.0f + erf_rational(v * kRsqrt2));
+}
+
+// e^z for z <= 0 (clamped to [-87, 0], where e^z is a normal float), Cephes' expf: z = n ln 2 + r
+// with |r| <= ln 2 / 2, e^r by a degree-6 polynomial (within 2 ulp), 2^n from the exponent bits.
+inline __attribute__((always_inline)) float exp_nonpositive(float z) {
+  z = std::max(-87.0f, std::min(0.0f, z));
+  const float n = std::floor(z * 1.44269504088896341f + 0.5f);
+  const float r = z - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float two_n;
+  std::memcpy(&two_n, &bits, sizeof two_n);
+  return p * two_n;
+}
+
+// gelu'(v) = Phi(v) + v phi(v), with Phi and phi the standard normal's distribution and density.
+inline __attribute__((always_inline)) float gelu_derivative(float v) {
+  constexpr float kRsqrt2 = 0.70710678118654752f, kRsqrt2Pi = 0.39894228040143268f;
+  return 0.5f * (1.0f + erf_rational(v * kRsqrt2)) + v * kRsqrt2Pi * exp_nonpositive(-0.5f * v * v);
 }
 
 // The loops, with no aliasing between the pointers they are given (so that they vectorise):
@@ -119,6 +147,10 @@ void run_group(const Plan& p, int64_t sample, int64_t group) {
   const float* r = p.residual ? p.residual + sample * p.residual_stride + offset : nullptr;
   double mean = 0, rstd = 0;
   moments(x, per_group * p.pixels, mean, rstd, p.eps);
+  if (p.mean) {
+    p.mean[sample * p.groups + group] = mean;
+    p.rstd[sample * p.groups + group] = rstd;
+  }
   for (int64_t c = 0; c < per_group; ++c) {
     const double gamma = p.gamma ? p.gamma[first + c] : 1.0;
     const double beta = p.beta ? p.beta[first + c] : 0.0;
@@ -126,6 +158,87 @@ void run_group(const Plan& p, int64_t sample, int64_t group) {
     const int64_t at = c * p.pixels;
     normalize_gelu(x + at, out + at, r ? r + at : nullptr, p.pixels, static_cast<float>(scale),
                    static_cast<float>(beta - mean * scale));
+  }
+}
+
+// The backward pass of y = gelu(v), v = xhat gamma + beta, xhat = (x - mean) rstd, over one
+// (sample, group) of n = channels x pixels values. With g = dy gelu'(v) and, per channel,
+// a_c = sum g and b_c = sum g xhat (the gradients of beta_c and gamma_c from this sample),
+//   dx = rstd (gamma_c g - m1 - xhat m2),  m1 = sum_c gamma_c a_c / n,  m2 = sum_c gamma_c b_c / n.
+// The first loop writes g into dx and sums a_c and b_c (float64, eight partial sums as in
+// `moments`); the second turns g into dx in place.
+NUMERAL_CPU_CLONES void gelu_grad_sums(const float* __restrict x, const float* __restrict dy,
+                                       float* __restrict g, int64_t n, float scale, float shift,
+                                       float xhat_scale, float xhat_shift, double& a, double& b) {
+  double sum_g[8] = {}, sum_gx[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; ++k) {
+      const float v = x[i + k] * scale + shift;
+      const float gi = dy[i + k] * gelu_derivative(v);
+      g[i + k] = gi;
+      sum_g[k] += gi;
+      sum_gx[k] += static_cast<double>(gi) * (x[i + k] * xhat_scale + xhat_shift);
+    }
+  }
+  a = b = 0;
+  for (; i < n; ++i) {
+    const float gi = dy[i] * gelu_derivative(x[i] * scale + shift);
+    g[i] = gi;
+    a += gi;
+    b += static_cast<double>(gi) * (x[i] * xhat_scale + xhat_shift);
+  }
+  for (int k = 0; k < 8; ++k) {
+    a += sum_g[k];
+    b += sum_gx[k];
+  }
+}
+
+NUMERAL_CPU_CLONES void affine_of_two(float* __restrict y, const float* __restrict x, int64_t n,
+                                      float ky, float kx, float k) {
+  for (int64_t i = 0; i < n; ++i) y[i] = ky * y[i] + kx * x[i] + k;
+}
+
+struct BackwardPlan {
+  const float* x;      // [B, C, H, W], contiguous
+  const float* dy;     // the same
+  float* dx;           // the same
+  const float* gamma;  // [C]
+  const float* beta;   // [C]
+  const double* mean;  // [B, G]
+  const double* rstd;  // [B, G]
+  double* dgamma;      // [B, C]: each sample's part, summed over B afterwards
+  double* dbeta;       // [B, C]
+  int64_t channels, groups, pixels;
+};
+
+void run_group_backward(const BackwardPlan& p, int64_t sample, int64_t group) {
+  const int64_t per_group = p.channels / p.groups;
+  const int64_t first = group * per_group;
+  const int64_t offset = sample * p.channels * p.pixels + first * p.pixels;
+  const double mean = p.mean[sample * p.groups + group], rstd = p.rstd[sample * p.groups + group];
+  double m1 = 0, m2 = 0;
+  for (int64_t c = 0; c < per_group; ++c) {
+    const int64_t at = offset + c * p.pixels, channel = first + c;
+    const double gamma = p.gamma[channel], scale = rstd * gamma;
+    double a = 0, b = 0;
+    gelu_grad_sums(p.x + at, p.dy + at, p.dx + at, p.pixels, static_cast<float>(scale),
+                   static_cast<float>(p.beta[channel] - mean * scale), static_cast<float>(rstd),
+                   static_cast<float>(-mean * rstd), a, b);
+    p.dbeta[sample * p.channels + channel] = a;
+    p.dgamma[sample * p.channels + channel] = b;
+    m1 += gamma * a;
+    m2 += gamma * b;
+  }
+  const double n = static_cast<double>(per_group * p.pixels);
+  m1 /= n;
+  m2 /= n;
+  // dx = rstd gamma_c g + kx x + k, with xhat = x rstd - mean rstd expanded.
+  const double kx = -rstd * rstd * m2, k = rstd * (rstd * m2 * mean - m1);
+  for (int64_t c = 0; c < per_group; ++c) {
+    const int64_t at = offset + c * p.pixels;
+    affine_of_two(p.dx + at, p.x + at, p.pixels, static_cast<float>(rstd * p.gamma[first + c]),
+                  static_cast<float>(kx), static_cast<float>(k));
   }
 }
 
@@ -141,6 +254,101 @@ bool fusable_group_norm_gelu(const torch::Tensor& x) {
          x.scalar_type() == torch::kFloat && samples_contiguous(x);
 }
 
+namespace {
+
+void check_norm(const torch::Tensor& x, const torch::nn::GroupNormOptions& o, const char* what) {
+  NUMERAL_CHECK(x.dim() == 4, "{}: expected [B, C, H, W], got {}", what, x.sizes());
+  NUMERAL_CHECK(x.size(1) == o.num_channels() && x.size(1) % o.num_groups() == 0,
+                "{}: {} channels for a GroupNorm of {} channels in {} groups", what, x.size(1),
+                o.num_channels(), o.num_groups());
+}
+
+Plan forward_plan(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& residual,
+                  const torch::Tensor& gamma, const torch::Tensor& beta, int64_t groups,
+                  double eps) {
+  Plan p;
+  p.x = x.data_ptr<float>();
+  p.out = out.data_ptr<float>();
+  p.residual = residual.defined() ? residual.data_ptr<float>() : nullptr;
+  p.gamma = gamma.defined() ? gamma.data_ptr<float>() : nullptr;
+  p.beta = beta.defined() ? beta.data_ptr<float>() : nullptr;
+  p.x_stride = x.stride(0);
+  p.out_stride = out.stride(0);
+  p.residual_stride = residual.defined() ? residual.stride(0) : 0;
+  p.channels = x.size(1);
+  p.groups = groups;
+  p.pixels = x.size(2) * x.size(3);
+  p.eps = eps;
+  return p;
+}
+
+// Every (sample, group) on ATen's OpenMP team (see CMakeLists.txt): its worker threads wait for
+// work between ATen's kernels, so another pool's threads would compete with them for the cores.
+template <typename Body>
+void for_each_group(int64_t samples, int64_t groups, const Body& body) {
+  at::parallel_for(0, samples * groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) body(i / groups, i % groups);
+  });
+}
+
+// gelu(group_norm(x)) as one autograd node: saves x and the statistics.
+class GroupNormGelu : public torch::autograd::Function<GroupNormGelu> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
+                               torch::Tensor gamma, torch::Tensor beta, int64_t groups,
+                               double eps) {
+    x = x.contiguous();
+    gamma = gamma.contiguous();
+    beta = beta.contiguous();
+    auto out = torch::empty_like(x);
+    auto stats = torch::empty({2, x.size(0), groups}, x.options().dtype(torch::kDouble));
+    Plan p = forward_plan(out, x, {}, gamma, beta, groups, eps);
+    p.mean = stats[0].data_ptr<double>();
+    p.rstd = stats[1].data_ptr<double>();
+    for_each_group(x.size(0), groups, [&](int64_t b, int64_t g) { run_group(p, b, g); });
+    ctx->save_for_backward({x, gamma, beta, stats});
+    return out;
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &gamma = saved[1], &beta = saved[2], &stats = saved[3];
+    const auto dy = grads[0].contiguous();
+    auto dx = torch::empty_like(x);
+    auto parts = torch::empty({2, x.size(0), x.size(1)}, stats.options());
+    BackwardPlan p;
+    p.x = x.data_ptr<float>();
+    p.dy = dy.data_ptr<float>();
+    p.dx = dx.data_ptr<float>();
+    p.gamma = gamma.data_ptr<float>();
+    p.beta = beta.data_ptr<float>();
+    p.mean = stats[0].data_ptr<double>();
+    p.rstd = stats[1].data_ptr<double>();
+    p.dgamma = parts[0].data_ptr<double>();
+    p.dbeta = parts[1].data_ptr<double>();
+    p.channels = x.size(1);
+    p.groups = stats.size(2);
+    p.pixels = x.size(2) * x.size(3);
+    for_each_group(x.size(0), p.groups, [&](int64_t b, int64_t g) { run_group_backward(p, b, g); });
+    // Each sample's parts summed in one order, whatever the thread count.
+    const auto sums = parts.sum(1).to(torch::kFloat);
+    return {dx, sums[0], sums[1], torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor group_norm_gelu(const torch::Tensor& x, const torch::nn::GroupNorm& norm) {
+  const auto& o = norm->options;
+  const bool fused = x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.dim() == 4 &&
+                     o.affine() && norm->weight.scalar_type() == torch::kFloat;
+  if (!fused)
+    return torch::gelu(torch::group_norm(x, o.num_groups(), norm->weight, norm->bias, o.eps()));
+  check_norm(x, o, "group_norm_gelu");
+  return GroupNormGelu::apply(x, norm->weight, norm->bias, o.num_groups(), o.eps());
+}
+
 torch::Tensor group_norm_gelu_out(const torch::Tensor& out, const torch::Tensor& x,
                                   const torch::nn::GroupNorm& norm, const torch::Tensor& residual) {
   const auto& o = norm->options;
@@ -153,30 +361,11 @@ torch::Tensor group_norm_gelu_out(const torch::Tensor& out, const torch::Tensor&
                 out.sizes(), residual.defined() ? residual.sizes() : x.sizes());
   NUMERAL_CHECK(!residual.defined() || fusable_group_norm_gelu(residual),
                 "group_norm_gelu_out: the residual must be float32 with contiguous samples");
-  NUMERAL_CHECK(x.size(1) == o.num_channels() && x.size(1) % o.num_groups() == 0,
-                "group_norm_gelu_out: {} channels for a GroupNorm of {} channels in {} groups",
-                x.size(1), o.num_channels(), o.num_groups());
+  check_norm(x, o, "group_norm_gelu_out");
   const auto gamma = o.affine() ? norm->weight.contiguous() : torch::Tensor{};
   const auto beta = o.affine() ? norm->bias.contiguous() : torch::Tensor{};
-  Plan p;
-  p.x = x.data_ptr<float>();
-  p.out = out.data_ptr<float>();
-  p.residual = residual.defined() ? residual.data_ptr<float>() : nullptr;
-  p.gamma = gamma.defined() ? gamma.data_ptr<float>() : nullptr;
-  p.beta = beta.defined() ? beta.data_ptr<float>() : nullptr;
-  p.x_stride = x.stride(0);
-  p.out_stride = out.stride(0);
-  p.residual_stride = residual.defined() ? residual.stride(0) : 0;
-  p.channels = x.size(1);
-  p.groups = o.num_groups();
-  p.pixels = x.size(2) * x.size(3);
-  p.eps = o.eps();
-  const int64_t samples = x.size(0);
-  // ATen's OpenMP team (see CMakeLists.txt): its worker threads wait for work between ATen's
-  // kernels, so another pool's threads would compete with them for the cores.
-  at::parallel_for(0, samples * p.groups, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) run_group(p, i / p.groups, i % p.groups);
-  });
+  const Plan p = forward_plan(out, x, residual, gamma, beta, o.num_groups(), o.eps());
+  for_each_group(x.size(0), p.groups, [&](int64_t b, int64_t g) { run_group(p, b, g); });
   return out;
 }
 

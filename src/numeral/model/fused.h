@@ -1,7 +1,8 @@
 #pragma once
 // GroupNorm, GELU and a residual addition in one pass over the activations: the memory-bound
-// work between a ResBlock's convolutions, fused for sampling on the CPU (LibTorch runs them as
-// three or four kernels, each a full pass over a tensor larger than the caches at batch 256).
+// work between a ResBlock's convolutions, fused on the CPU (LibTorch runs them as three or four
+// kernels, each a full pass over a tensor larger than the caches at batch 256, and as many again
+// for their gradients).
 #include <torch/torch.h>
 
 namespace numeral {
@@ -20,5 +21,12 @@ bool fusable_group_norm_gelu(const torch::Tensor& x);
 torch::Tensor group_norm_gelu_out(const torch::Tensor& out, const torch::Tensor& x,
                                   const torch::nn::GroupNorm& norm,
                                   const torch::Tensor& residual = {});
+
+// torch::gelu(norm(x)) for training: on the CPU in float32 (with an affine norm) one autograd node
+// whose forward is the kernel above and whose backward takes GELU's and GroupNorm's gradients
+// together in two passes over each (sample, group) (gelu' with a Cephes-style exp within a few
+// ulp); it saves x and the statistics only, where the two layers save x and the normalised x.
+// Anywhere else, the two layers. x: [B, C, H, W].
+torch::Tensor group_norm_gelu(const torch::Tensor& x, const torch::nn::GroupNorm& norm);
 
 }  // namespace numeral

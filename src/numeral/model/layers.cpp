@@ -57,8 +57,8 @@ torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor&
     h = conv2_(h);
     return group_norm_gelu_out(out.defined() ? out : h, h, norm2_, shortcut_ ? shortcut_(x) : x);
   }
-  h = torch::gelu(norm1_(h));
-  h = torch::gelu(norm2_(conv2_(h)));
+  h = group_norm_gelu(h, norm1_);
+  h = group_norm_gelu(conv2_(h), norm2_);
   const auto residual = shortcut_ ? shortcut_(x) : x;
   if (!out.defined()) return h + residual;
   torch::Tensor target = out;

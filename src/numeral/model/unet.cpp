@@ -154,7 +154,8 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
     record(fmt::format(up_attention_[j] ? "up[{}] UpBlock+attention" : "up[{}] UpBlock", j), h);
   }
   h = out_conv1_(join_in_place ? output_joined : torch::cat({h, x0_features}, /*dim=*/1));
-  h = fusable_group_norm_gelu(h) ? group_norm_gelu_out(h, h, out_norm_) : torch::gelu(out_norm_(h));
+  h = fusable_group_norm_gelu(h) ? group_norm_gelu_out(h, h, out_norm_)
+                                 : group_norm_gelu(h, out_norm_);
   h = out_conv2_(h);
   record("output conv", h);
   return h;
