@@ -152,6 +152,37 @@ TEST(FusedGroupNormGelu, MatchesThePlainLayers) {
   EXPECT_LT(bare_plain.narrow(1, 0, 6).abs().max().item<float>(), 1e-4);
 }
 
+// The channels-last kernel (sampling runs channels-last on the CPU): into another buffer, in
+// place, and into a channel slice of a channels-last buffer with a residual that is itself such a
+// slice; the other channels untouched. A mix of layouts is refused.
+TEST(FusedGroupNormGelu, ChannelsLastMatchesThePlainLayers) {
+  torch::manual_seed(5);
+  torch::NoGradGuard no_grad;
+  torch::nn::GroupNorm norm(4, 12);
+  norm->weight.uniform_(-3, 3);
+  norm->bias.uniform_(-2, 2);
+  const auto last = torch::MemoryFormat::ChannelsLast;
+  const auto x = (5 * torch::randn({3, 12, 7, 5}) + 1).contiguous(last);
+  const auto plain = torch::gelu(norm(x.contiguous()));
+  const auto max_diff = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return (a - b).abs().max().item<double>();
+  };
+  ASSERT_TRUE(fusable_group_norm_gelu(x));
+  EXPECT_LT(max_diff(group_norm_gelu_out(torch::empty_like(x), x, norm), plain), 2e-6);
+  auto in_place = x.clone();
+  ASSERT_TRUE(in_place.is_contiguous(last));
+  group_norm_gelu_out(in_place, in_place, norm);
+  EXPECT_LT(max_diff(in_place, plain), 2e-6);
+  auto buffer = torch::full({3, 20, 7, 5}, -7.0f).contiguous(last);
+  const auto residual_buffer = torch::randn({3, 16, 7, 5}).contiguous(last);
+  const auto residual = residual_buffer.narrow(1, 2, 12);
+  ASSERT_TRUE(fusable_group_norm_gelu(buffer.narrow(1, 8, 12)));
+  group_norm_gelu_out(buffer.narrow(1, 8, 12), x, norm, residual);
+  EXPECT_LT(max_diff(buffer.narrow(1, 8, 12), plain + residual), 2e-6);
+  EXPECT_TRUE(buffer.narrow(1, 0, 8).eq(-7).all().item<bool>());
+  EXPECT_ERROR(group_norm_gelu_out(torch::empty({3, 12, 7, 5}), x, norm), "one memory layout");
+}
+
 // Each (sample, group) is one thread's work, so the result is the same bits on any thread count
 // (`sample` promises the same images for the same seed).
 TEST(FusedGroupNormGelu, TheThreadCountDoesNotChangeABit) {
@@ -267,15 +298,24 @@ TEST(FusedGroupNormGelu, ResBlockPathsAgree) {
   }
 }
 
-// Without autograd the U-Net writes skip connections in place and runs the fused GroupNorm + GELU:
-// the same function as the plain (training) path.
+// Without autograd the U-Net writes skip connections in place, runs the fused GroupNorm + GELU and
+// (on the CPU, without attention) runs channels-last: the same function as the plain (training)
+// path.
 TEST(UNet, JoinedPathEqualsPlain) {
   torch::manual_seed(0);
-  for (const bool student : {false, true}) {
+  struct Case {
+    bool student, attention;
+    int64_t image_channels;
+  };
+  // Without attention the path runs channels-last (with one and with three image channels).
+  for (const Case k : {Case{false, true, 1}, Case{true, true, 1}, Case{false, false, 1},
+                       Case{true, false, 1}, Case{false, false, 3}}) {
+    const bool student = k.student;
     UNetConfig c = tiny_config();
     c.channels = {8, 16, 16};
     c.image_size = 12;
-    c.attention_at = {12, 3};
+    c.image_channels = k.image_channels;
+    if (k.attention) c.attention_at = {12, 3};
     c.guidance_input = student;
     UNet model(c);
     // Non-zero embeddings everywhere (the guidance one starts at zero).
@@ -283,7 +323,7 @@ TEST(UNet, JoinedPathEqualsPlain) {
       torch::NoGradGuard no_grad;
       for (auto& p : model->parameters()) p.add_(0.05 * torch::randn_like(p));
     }
-    auto x = torch::randn({5, 1, 12, 12});
+    auto x = torch::randn({5, k.image_channels, 12, 12});
     auto t = torch::tensor({0, 10, 50, 90, 99}, torch::kLong);
     auto labels = labels_of({0, 3, kNullLabel, 9, 1});
     torch::Tensor w = student ? torch::full({5}, 0.5f) : torch::Tensor{};
@@ -295,8 +335,10 @@ TEST(UNet, JoinedPathEqualsPlain) {
       joined = model->forward(x, t, labels, w);
     }
     EXPECT_FALSE(joined.requires_grad());
+    EXPECT_TRUE(joined.is_contiguous());  // whatever layout ran inside
     EXPECT_TRUE(torch::allclose(plain.detach(), joined, 1e-5, 1e-6))
-        << "student " << student << ": " << (plain.detach() - joined).abs().max().item<float>();
+        << "student " << student << ", attention " << k.attention << ", " << k.image_channels
+        << " channels: " << (plain.detach() - joined).abs().max().item<float>();
     EXPECT_GT(plain.abs().max().item<float>(), 1e-3);  // a real comparison, not of zeros
   }
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "numeral/common/error.h"
 #include "numeral/common/format.h"
@@ -242,16 +243,107 @@ void run_group_backward(const BackwardPlan& p, int64_t sample, int64_t group) {
   }
 }
 
-bool samples_contiguous(const torch::Tensor& t) {
-  return t.dim() == 4 && t.stride(3) == 1 && t.stride(2) == t.size(3) &&
-         t.stride(1) == t.size(2) * t.size(3);
+// How a [B, C, H, W] tensor's samples lie in memory, as far as the kernels can take them: each
+// sample's [C, H, W] contiguous (NCHW), or each pixel's C channels contiguous with the pixels at
+// one stride of at least C floats, row after row (NHWC: channels-last, or a channel slice of a
+// channels-last buffer). A tensor that is both (one channel, or one pixel) counts as NCHW.
+enum class Layout { kNone, kNchw, kNhwc };
+
+Layout layout_of(const torch::Tensor& t) {
+  if (t.dim() != 4) return Layout::kNone;
+  if (t.stride(3) == 1 && t.stride(2) == t.size(3) && t.stride(1) == t.size(2) * t.size(3)) {
+    return Layout::kNchw;
+  }
+  if (t.stride(1) == 1 && t.stride(3) >= t.size(1) && t.stride(2) == t.size(3) * t.stride(3)) {
+    return Layout::kNhwc;
+  }
+  return Layout::kNone;
+}
+
+// The channels-last kernel: one sample at a time (all its groups together), the loops running
+// along the channels of each pixel. Per-channel float64 sums of x and x^2 give each group's
+// statistics, then y = gelu(x scale_c + shift_c) (+ r) pixel by pixel.
+struct NhwcPlan {
+  const float* x;
+  float* out;
+  const float* residual;                          // null: nothing added
+  const float* gamma;                             // null: 1
+  const float* beta;                              // null: 0
+  int64_t x_sample, out_sample, residual_sample;  // strides between samples, in floats
+  int64_t x_pixel, out_pixel, residual_pixel;     // strides between pixels
+  int64_t channels, groups, pixels;
+  double eps;
+};
+
+NUMERAL_CPU_CLONES void channel_sums(const float* __restrict x, int64_t pixels, int64_t stride,
+                                     int64_t channels, double* __restrict sum,
+                                     double* __restrict square) {
+  for (int64_t c = 0; c < channels; ++c) sum[c] = square[c] = 0;
+  for (int64_t i = 0; i < pixels; ++i) {
+    const float* __restrict row = x + i * stride;
+    for (int64_t c = 0; c < channels; ++c) {
+      const double v = row[c];
+      sum[c] += v;
+      square[c] += v * v;
+    }
+  }
+}
+
+// y = gelu(x scale_c + shift_c) (+ r) over a sample's pixels; out may be x (in place: then only
+// `out` is read, so that the restrict-qualified pointers never alias).
+template <bool kResidual, bool kInPlace>
+NUMERAL_CPU_CLONES void gelu_pixels(const NhwcPlan& p, const float* x, float* out, const float* r,
+                                    const float* __restrict scale, const float* __restrict shift) {
+  for (int64_t i = 0; i < p.pixels; ++i) {
+    float* __restrict y = out + i * p.out_pixel;
+    const float* __restrict in = kInPlace ? nullptr : x + i * p.x_pixel;
+    const float* __restrict add = kResidual ? r + i * p.residual_pixel : nullptr;
+    for (int64_t c = 0; c < p.channels; ++c) {
+      y[c] = gelu_of(kInPlace ? y[c] : in[c], scale[c], shift[c]) + (kResidual ? add[c] : 0.0f);
+    }
+  }
+}
+
+void run_sample_nhwc(const NhwcPlan& p, int64_t sample) {
+  const int64_t channels = p.channels, per_group = channels / p.groups;
+  std::vector<double> sum(channels), square(channels);
+  std::vector<float> scale(channels), shift(channels);
+  const float* x = p.x + sample * p.x_sample;
+  channel_sums(x, p.pixels, p.x_pixel, channels, sum.data(), square.data());
+  const double n = static_cast<double>(per_group * p.pixels);
+  for (int64_t g = 0; g < p.groups; ++g) {
+    double s = 0, q = 0;
+    for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
+      s += sum[c];
+      q += square[c];
+    }
+    const double mean = s / n, var = std::max(0.0, q / n - mean * mean);
+    const double rstd = 1.0 / std::sqrt(var + p.eps);
+    for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
+      const double gamma = p.gamma ? p.gamma[c] : 1.0, beta = p.beta ? p.beta[c] : 0.0;
+      scale[c] = static_cast<float>(rstd * gamma);
+      shift[c] = static_cast<float>(beta - mean * rstd * gamma);
+    }
+  }
+  float* out = p.out + sample * p.out_sample;
+  const float* r = p.residual ? p.residual + sample * p.residual_sample : nullptr;
+  const bool in_place = x == out && p.x_pixel == p.out_pixel;
+  if (in_place) {
+    r ? gelu_pixels<true, true>(p, x, out, r, scale.data(), shift.data())
+      : gelu_pixels<false, true>(p, x, out, r, scale.data(), shift.data());
+  } else {
+    r ? gelu_pixels<true, false>(p, x, out, r, scale.data(), shift.data())
+      : gelu_pixels<false, false>(p, x, out, r, scale.data(), shift.data());
+  }
 }
 
 }  // namespace
 
-bool fusable_group_norm_gelu(const torch::Tensor& x) {
-  return !torch::GradMode::is_enabled() && x.device().is_cpu() &&
-         x.scalar_type() == torch::kFloat && samples_contiguous(x);
+bool fusable_group_norm_gelu(const torch::Tensor& x, const torch::Tensor& like) {
+  const bool fusable = !torch::GradMode::is_enabled() && x.device().is_cpu() &&
+                       x.scalar_type() == torch::kFloat && layout_of(x) != Layout::kNone;
+  return fusable &&
+         (!like.defined() || (fusable_group_norm_gelu(like) && layout_of(like) == layout_of(x)));
 }
 
 namespace {
@@ -354,18 +446,45 @@ torch::Tensor group_norm_gelu_out(const torch::Tensor& out, const torch::Tensor&
   const auto& o = norm->options;
   NUMERAL_CHECK(fusable_group_norm_gelu(x) && fusable_group_norm_gelu(out),
                 "group_norm_gelu_out: expected float32 CPU [B, C, H, W] tensors with contiguous "
-                "samples, outside autograd (got {} and {})",
+                "samples or channels-last pixels, outside autograd (got {} and {})",
                 x.sizes(), out.sizes());
   NUMERAL_CHECK(out.sizes() == x.sizes() && (!residual.defined() || residual.sizes() == x.sizes()),
                 "group_norm_gelu_out: shapes differ ({}, out {}, residual {})", x.sizes(),
                 out.sizes(), residual.defined() ? residual.sizes() : x.sizes());
   NUMERAL_CHECK(!residual.defined() || fusable_group_norm_gelu(residual),
-                "group_norm_gelu_out: the residual must be float32 with contiguous samples");
+                "group_norm_gelu_out: the residual must be float32 with contiguous samples or "
+                "channels-last pixels");
   check_norm(x, o, "group_norm_gelu_out");
+  const Layout layout = layout_of(x);
+  NUMERAL_CHECK(layout_of(out) == layout && (!residual.defined() || layout_of(residual) == layout),
+                "group_norm_gelu_out: x, out and the residual must share one memory layout "
+                "(contiguous samples or channels-last)");
   const auto gamma = o.affine() ? norm->weight.contiguous() : torch::Tensor{};
   const auto beta = o.affine() ? norm->bias.contiguous() : torch::Tensor{};
-  const Plan p = forward_plan(out, x, residual, gamma, beta, o.num_groups(), o.eps());
-  for_each_group(x.size(0), p.groups, [&](int64_t b, int64_t g) { run_group(p, b, g); });
+  if (layout == Layout::kNchw) {
+    const Plan p = forward_plan(out, x, residual, gamma, beta, o.num_groups(), o.eps());
+    for_each_group(x.size(0), p.groups, [&](int64_t b, int64_t g) { run_group(p, b, g); });
+    return out;
+  }
+  NhwcPlan p;
+  p.x = x.data_ptr<float>();
+  p.out = out.data_ptr<float>();
+  p.residual = residual.defined() ? residual.data_ptr<float>() : nullptr;
+  p.gamma = gamma.defined() ? gamma.data_ptr<float>() : nullptr;
+  p.beta = beta.defined() ? beta.data_ptr<float>() : nullptr;
+  p.x_sample = x.stride(0);
+  p.out_sample = out.stride(0);
+  p.residual_sample = residual.defined() ? residual.stride(0) : 0;
+  p.x_pixel = x.stride(3);
+  p.out_pixel = out.stride(3);
+  p.residual_pixel = residual.defined() ? residual.stride(3) : 0;
+  p.channels = x.size(1);
+  p.groups = o.num_groups();
+  p.pixels = x.size(2) * x.size(3);
+  p.eps = o.eps();
+  at::parallel_for(0, x.size(0), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) run_sample_nhwc(p, b);
+  });
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -109,17 +110,36 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
   // straight into one buffer allocated up front, saving a memory pass over them per level; with
   // autograd they are concatenated. Same result either way (the test UNet.JoinedPathEqualsPlain).
   const bool join_in_place = !torch::GradMode::is_enabled();
+  // Sampling on the CPU runs channels-last (NHWC) from the input on: oneDNN's convolutions then
+  // read and write that layout directly, where with NCHW tensors each one converts its input to
+  // its blocked layout and its output back (a fifth of a sampling call, BENCHMARKS.md). The fused
+  // GroupNorm + GELU, pooling, up-sampling and the joined buffers all take it. Not with attention
+  // (its sequence reshapes are NCHW), nor with autograd (training keeps LibTorch's default).
+  const bool attention_anywhere = attention_ ||
+                                  std::any_of(down_attention_.begin(), down_attention_.end(),
+                                              [](const auto& a) { return !a.is_empty(); }) ||
+                                  std::any_of(up_attention_.begin(), up_attention_.end(),
+                                              [](const auto& a) { return !a.is_empty(); });
+  const bool channels_last = join_in_place && x_t.device().is_cpu() && !attention_anywhere;
+  const auto layout =
+      channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
   const auto& widths = cfg.channels;
   const int64_t batch = x_t.size(0);
   // A joined buffer of `first` + `second` channels at `side`, and a view of its second part.
   auto joined = [&](int64_t first, int64_t second, int64_t side) {
     if (!join_in_place) return std::pair<torch::Tensor, torch::Tensor>{};
-    auto buffer = torch::empty({batch, first + second, side, side}, x_t.options());
+    auto buffer =
+        torch::empty({batch, first + second, side, side}, x_t.options().memory_format(layout));
     return std::pair{buffer, buffer.narrow(1, first, second)};
   };
 
   const auto [output_joined, x0_slot] = joined(widths[0], widths[0], cfg.image_size);
-  const auto x0_features = input_(x_t, x0_slot);  // [B, c0, H, W]
+  // A freshly allocated channels-last input (even with one channel, whose strides a contiguous
+  // tensor leaves ambiguous) makes the first convolution's output channels-last.
+  const auto x_in = channels_last
+                        ? torch::empty(x_t.sizes(), x_t.options().memory_format(layout)).copy_(x_t)
+                        : x_t;
+  const auto x0_features = input_(x_in, x0_slot);  // [B, c0, H, W]
   record("input ResBlock", x0_features);
   auto h = x0_features;
   // Per encoder level: its skip, and (in place only; undefined otherwise) its joined buffer.
@@ -158,7 +178,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
                                  : group_norm_gelu(h, out_norm_);
   h = out_conv2_(h);
   record("output conv", h);
-  return h;
+  return channels_last ? h.contiguous() : h;
 }
 
 int64_t forward_flops(const UNetConfig& config) {
