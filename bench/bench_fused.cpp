@@ -12,15 +12,18 @@
 namespace numeral {
 namespace {
 
-// Args: {fused (0 = torch::gelu(norm(x)) + r, 1 = group_norm_gelu_out), channels, batch, threads}.
+// Args: {kernel (0 = torch::gelu(norm(x)) + r, 1 = group_norm_gelu_out, 2 = the same on
+// channels-last tensors), channels, batch, threads}.
 void BM_GroupNormGelu(benchmark::State& state) {
-  const bool fused = state.range(0) == 1;
+  const bool fused = state.range(0) >= 1;
+  const auto layout =
+      state.range(0) == 2 ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
   const int64_t channels = state.range(1), batch = state.range(2);
   torch::set_num_threads(static_cast<int>(state.range(3)));
   torch::manual_seed(0);
   torch::NoGradGuard no_grad;
   torch::nn::GroupNorm norm(8, channels);
-  const auto x = torch::randn({batch, channels, 28, 28});
+  const auto x = torch::randn({batch, channels, 28, 28}).contiguous(layout);
   const auto residual = torch::randn_like(x);
   auto out = torch::empty_like(x);
   for (auto _ : state) {
@@ -35,7 +38,7 @@ void BM_GroupNormGelu(benchmark::State& state) {
 }
 
 BENCHMARK(BM_GroupNormGelu)
-    ->ArgsProduct({{0, 1}, {32, 64}, {64, 256}, {1, 2}})
+    ->ArgsProduct({{0, 1, 2}, {32, 64}, {64, 256}, {1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
