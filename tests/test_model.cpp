@@ -109,26 +109,31 @@ TEST(Blocks, UpsampleEqualsTheTransposedConvolution) {
   EXPECT_TRUE(buffer.narrow(1, 6, 4).eq(7.f).all().item<bool>());  // the rest untouched
 }
 
-// Without autograd the U-Net writes each skip connection's parts into one buffer instead of
-// concatenating them; with it, it concatenates. Both give the same output, for every shape of
-// network (attention on the last decoder level included: its output goes into the joined buffer).
+// A GroupNorm of 12 channels in 4 groups with affine weights far from 1 and 0.
+torch::nn::GroupNorm random_affine_norm() {
+  torch::nn::GroupNorm norm(4, 12);
+  torch::NoGradGuard no_grad;
+  norm->weight.uniform_(-3, 3);
+  norm->bias.uniform_(-2, 2);
+  return norm;
+}
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>();
+}
+
 // The fused GroupNorm + GELU (+ residual) against LibTorch's separate layers: odd sizes (the
 // vector loops' tails), normalised values out to +-10 (past the erf approximation's clamp at 4),
 // in place, into a channel slice of a larger buffer, and with a residual.
 TEST(FusedGroupNormGelu, MatchesThePlainLayers) {
   torch::manual_seed(0);
   torch::NoGradGuard no_grad;
-  torch::nn::GroupNorm norm(4, 12);
-  norm->weight.uniform_(-3, 3);
-  norm->bias.uniform_(-2, 2);
+  auto norm = random_affine_norm();
   const auto x = 5 * torch::randn({3, 12, 7, 5}) + 1;
   const auto residual = torch::randn({3, 12, 7, 5});
   const auto plain = torch::gelu(norm(x));
   EXPECT_GT(norm(x).abs().max().item<float>(), 6);  // the clamp's region is reached
   ASSERT_TRUE(fusable_group_norm_gelu(x));
-  const auto max_diff = [](const torch::Tensor& a, const torch::Tensor& b) {
-    return (a - b).abs().max().item<double>();
-  };
   auto into = torch::empty_like(x);
   EXPECT_LT(max_diff(group_norm_gelu_out(into, x, norm), plain), 2e-6);
   auto in_place = x.clone();
@@ -158,15 +163,10 @@ TEST(FusedGroupNormGelu, MatchesThePlainLayers) {
 TEST(FusedGroupNormGelu, ChannelsLastMatchesThePlainLayers) {
   torch::manual_seed(5);
   torch::NoGradGuard no_grad;
-  torch::nn::GroupNorm norm(4, 12);
-  norm->weight.uniform_(-3, 3);
-  norm->bias.uniform_(-2, 2);
+  auto norm = random_affine_norm();
   const auto last = torch::MemoryFormat::ChannelsLast;
   const auto x = (5 * torch::randn({3, 12, 7, 5}) + 1).contiguous(last);
   const auto plain = torch::gelu(norm(x.contiguous()));
-  const auto max_diff = [](const torch::Tensor& a, const torch::Tensor& b) {
-    return (a - b).abs().max().item<double>();
-  };
   ASSERT_TRUE(fusable_group_norm_gelu(x));
   EXPECT_LT(max_diff(group_norm_gelu_out(torch::empty_like(x), x, norm), plain), 2e-6);
   auto in_place = x.clone();
@@ -222,12 +222,7 @@ TEST(FusedGroupNormGelu, TakesOnlyWhatItCanAndSaysWhy) {
 // and a non-contiguous upstream gradient. The fused node is as close as the float32 layers are.
 TEST(FusedGroupNormGelu, TrainingGradientsMatchThePlainLayers) {
   torch::manual_seed(3);
-  torch::nn::GroupNorm norm(4, 12);
-  {
-    torch::NoGradGuard no_grad;
-    norm->weight.uniform_(-3, 3);
-    norm->bias.uniform_(-2, 2);
-  }
+  auto norm = random_affine_norm();
   const auto base = (5 * torch::randn({3, 12, 5, 7}) + 1).transpose(2, 3);  // [3, 12, 7, 5]
   // A channel slice, as a concatenation's backward hands it on. (Not a transposed one: LibTorch
   // 1.13's float32 gelu_backward returns garbage for a transposed gradient with a contiguous

@@ -50,6 +50,7 @@ struct Plan {
   const float* gamma;                             // null: 1
   const float* beta;                              // null: 0
   int64_t x_stride, out_stride, residual_stride;  // between samples, in floats
+  int64_t x_pixel, out_pixel, residual_pixel;     // between pixels (channels-last only)
   int64_t channels, groups, pixels;               // C, G, H * W
   double eps;
   double* mean = nullptr;  // [B, G], written when not null (for the backward pass)
@@ -263,18 +264,6 @@ Layout layout_of(const torch::Tensor& t) {
 // The channels-last kernel: one sample at a time (all its groups together), the loops running
 // along the channels of each pixel. Per-channel float64 sums of x and x^2 give each group's
 // statistics, then y = gelu(x scale_c + shift_c) (+ r) pixel by pixel.
-struct NhwcPlan {
-  const float* x;
-  float* out;
-  const float* residual;                          // null: nothing added
-  const float* gamma;                             // null: 1
-  const float* beta;                              // null: 0
-  int64_t x_sample, out_sample, residual_sample;  // strides between samples, in floats
-  int64_t x_pixel, out_pixel, residual_pixel;     // strides between pixels
-  int64_t channels, groups, pixels;
-  double eps;
-};
-
 NUMERAL_CPU_CLONES void channel_sums(const float* __restrict x, int64_t pixels, int64_t stride,
                                      int64_t channels, double* __restrict sum,
                                      double* __restrict square) {
@@ -292,7 +281,7 @@ NUMERAL_CPU_CLONES void channel_sums(const float* __restrict x, int64_t pixels, 
 // y = gelu(x scale_c + shift_c) (+ r) over a sample's pixels; out may be x (in place: then only
 // `out` is read, so that the restrict-qualified pointers never alias).
 template <bool kResidual, bool kInPlace>
-NUMERAL_CPU_CLONES void gelu_pixels(const NhwcPlan& p, const float* x, float* out, const float* r,
+NUMERAL_CPU_CLONES void gelu_pixels(const Plan& p, const float* x, float* out, const float* r,
                                     const float* __restrict scale, const float* __restrict shift) {
   for (int64_t i = 0; i < p.pixels; ++i) {
     float* __restrict y = out + i * p.out_pixel;
@@ -304,11 +293,11 @@ NUMERAL_CPU_CLONES void gelu_pixels(const NhwcPlan& p, const float* x, float* ou
   }
 }
 
-void run_sample_nhwc(const NhwcPlan& p, int64_t sample) {
+void run_sample_nhwc(const Plan& p, int64_t sample) {
   const int64_t channels = p.channels, per_group = channels / p.groups;
   std::vector<double> sum(channels), square(channels);
   std::vector<float> scale(channels), shift(channels);
-  const float* x = p.x + sample * p.x_sample;
+  const float* x = p.x + sample * p.x_stride;
   channel_sums(x, p.pixels, p.x_pixel, channels, sum.data(), square.data());
   const double n = static_cast<double>(per_group * p.pixels);
   for (int64_t g = 0; g < p.groups; ++g) {
@@ -325,8 +314,8 @@ void run_sample_nhwc(const NhwcPlan& p, int64_t sample) {
       shift[c] = static_cast<float>(beta - mean * rstd * gamma);
     }
   }
-  float* out = p.out + sample * p.out_sample;
-  const float* r = p.residual ? p.residual + sample * p.residual_sample : nullptr;
+  float* out = p.out + sample * p.out_stride;
+  const float* r = p.residual ? p.residual + sample * p.residual_stride : nullptr;
   const bool in_place = x == out && p.x_pixel == p.out_pixel;
   if (in_place) {
     r ? gelu_pixels<true, true>(p, x, out, r, scale.data(), shift.data())
@@ -367,6 +356,9 @@ Plan forward_plan(const torch::Tensor& out, const torch::Tensor& x, const torch:
   p.x_stride = x.stride(0);
   p.out_stride = out.stride(0);
   p.residual_stride = residual.defined() ? residual.stride(0) : 0;
+  p.x_pixel = x.stride(3);
+  p.out_pixel = out.stride(3);
+  p.residual_pixel = residual.defined() ? residual.stride(3) : 0;
   p.channels = x.size(1);
   p.groups = groups;
   p.pixels = x.size(2) * x.size(3);
@@ -461,30 +453,14 @@ torch::Tensor group_norm_gelu_out(const torch::Tensor& out, const torch::Tensor&
                 "(contiguous samples or channels-last)");
   const auto gamma = o.affine() ? norm->weight.contiguous() : torch::Tensor{};
   const auto beta = o.affine() ? norm->bias.contiguous() : torch::Tensor{};
+  const Plan p = forward_plan(out, x, residual, gamma, beta, o.num_groups(), o.eps());
   if (layout == Layout::kNchw) {
-    const Plan p = forward_plan(out, x, residual, gamma, beta, o.num_groups(), o.eps());
     for_each_group(x.size(0), p.groups, [&](int64_t b, int64_t g) { run_group(p, b, g); });
-    return out;
+  } else {
+    at::parallel_for(0, x.size(0), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) run_sample_nhwc(p, b);
+    });
   }
-  NhwcPlan p;
-  p.x = x.data_ptr<float>();
-  p.out = out.data_ptr<float>();
-  p.residual = residual.defined() ? residual.data_ptr<float>() : nullptr;
-  p.gamma = gamma.defined() ? gamma.data_ptr<float>() : nullptr;
-  p.beta = beta.defined() ? beta.data_ptr<float>() : nullptr;
-  p.x_sample = x.stride(0);
-  p.out_sample = out.stride(0);
-  p.residual_sample = residual.defined() ? residual.stride(0) : 0;
-  p.x_pixel = x.stride(3);
-  p.out_pixel = out.stride(3);
-  p.residual_pixel = residual.defined() ? residual.stride(3) : 0;
-  p.channels = x.size(1);
-  p.groups = o.num_groups();
-  p.pixels = x.size(2) * x.size(3);
-  p.eps = o.eps();
-  at::parallel_for(0, x.size(0), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) run_sample_nhwc(p, b);
-  });
   return out;
 }
 
