@@ -626,6 +626,7 @@ TEST_F(Cli, SampleWritesGridPngsAndIdx) {
   EXPECT_EQ(images.sizes(), (std::vector<int64_t>{6, 28, 28}));
   // The same images as the library makes with the same seed, options, checkpoint and thread count
   // (the tiny model's images move by a grey level between thread counts).
+  const int threads = torch::get_num_threads();
   torch::set_num_threads(1);
   const TrainedModel m = load_trained_model(checkpoint_, torch::kCPU);
   GenerateOptions o;
@@ -634,6 +635,7 @@ TEST_F(Cli, SampleWritesGridPngsAndIdx) {
   o.seed = 5;
   o.batch_size = 4;
   const auto expected = generate(m.model, m.diffusion, repeat_labels({1, 4, 7}, 2), o);
+  torch::set_num_threads(threads);
   EXPECT_TRUE(torch::equal(images, from_model_range(expected).squeeze(1)));
   // Single PNGs, raw 28x28, named digit-<d>-<i>.png.
   int w = 0, h = 0, n = 0;

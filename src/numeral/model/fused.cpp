@@ -57,6 +57,14 @@ struct Plan {
   double* rstd = nullptr;
 };
 
+// Mean and 1 / standard deviation from the sums of n values and of their squares.
+inline void statistics(double sum, double square, double n, double eps, double& mean,
+                       double& rstd) {
+  mean = sum / n;
+  const double var = std::max(0.0, square / n - mean * mean);
+  rstd = 1.0 / std::sqrt(var + eps);
+}
+
 // Mean and 1 / standard deviation of n floats: one pass of float64 sums of x and x^2 (float64
 // keeps E[x^2] - mean^2 exact enough unless |mean| exceeds the deviation by ~1e5). Eight partial
 // sums each, so that the loop vectorises without reassociating a single sum.
@@ -79,9 +87,7 @@ NUMERAL_CPU_CLONES void moments(const float* x, int64_t n, double& mean, double&
     s += sum[k];
     q += square[k];
   }
-  mean = s / static_cast<double>(n);
-  const double var = std::max(0.0, q / static_cast<double>(n) - mean * mean);
-  rstd = 1.0 / std::sqrt(var + eps);
+  statistics(s, q, static_cast<double>(n), eps, mean, rstd);
 }
 
 inline __attribute__((always_inline)) float gelu_of(float x, float scale, float shift) {
@@ -306,8 +312,8 @@ void run_sample_nhwc(const Plan& p, int64_t sample) {
       s += sum[c];
       q += square[c];
     }
-    const double mean = s / n, var = std::max(0.0, q / n - mean * mean);
-    const double rstd = 1.0 / std::sqrt(var + p.eps);
+    double mean = 0, rstd = 0;
+    statistics(s, q, n, p.eps, mean, rstd);
     for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
       const double gamma = p.gamma ? p.gamma[c] : 1.0, beta = p.beta ? p.beta[c] : 0.0;
       scale[c] = static_cast<float>(rstd * gamma);

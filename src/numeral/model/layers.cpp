@@ -48,8 +48,8 @@ ResBlockImpl::ResBlockImpl(int64_t in_channels, int64_t out_channels, int64_t gr
 
 torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& out) {
   auto h = conv1_(x);
-  const bool fused = fusable_group_norm_gelu(h) && fusable_group_norm_gelu(h, out) &&
-                     (shortcut_ || fusable_group_norm_gelu(h, x));
+  const bool fused =
+      fusable_group_norm_gelu(h, out) && (shortcut_ || fusable_group_norm_gelu(h, x));
   if (fused) {
     // Sampling on the CPU: each GroupNorm, its GELU (and the residual) in one pass (fused.h).
     group_norm_gelu_out(h, h, norm1_);
