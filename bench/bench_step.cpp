@@ -2,6 +2,7 @@
 // student, against this machine's own fp32 GEMM rate. Prints one JSON object per line (the PyTorch
 // reference, bench/reference.py, prints the same rows; bench/run.sh puts both in one table):
 //   ./build/bench_step [--threads N] [--seconds S] [--device D] [--teacher FILE] [--student FILE]
+//                      [--nchw]   (also each CPU row run NCHW throughout: "numeral nchw")
 // On a CUDA device every call is synchronised before the clock is read, and the batches are larger
 // (a GPU is not filled by 64 small images).
 //   ./build/bench_step --dump FILE   (inputs and outputs of the shipped model, for reference.py)
@@ -103,10 +104,11 @@ struct CallInputs {
   }
 };
 
-nlohmann::json row(const std::string& model, const std::string& step, const UNet& net,
-                   int64_t batch, double seconds, double flops_per_image, double gemm) {
+nlohmann::json row(const std::string& impl, const std::string& model, const std::string& step,
+                   const UNet& net, int64_t batch, double seconds, double flops_per_image,
+                   double gemm) {
   const double images_per_s = static_cast<double>(batch) / seconds;
-  return {{"impl", "numeral"},
+  return {{"impl", impl},
           {"model", model},
           {"step", step},
           {"batch", batch},
@@ -117,34 +119,55 @@ nlohmann::json row(const std::string& model, const std::string& step, const UNet
           {"gemm_fraction", images_per_s * flops_per_image / gemm}};
 }
 
+// With --nchw, each CPU row is followed by one of the same network run NCHW throughout
+// (UNet::set_channels_last(false)), impl "numeral nchw": the two layouts compared in one run.
+bool g_nchw = false;
+
+// The layouts to time `model` in (as constructed): channels-last, and NCHW too with --nchw where
+// they differ.
+std::vector<bool> layouts(const UNet& model) {
+  if (g_nchw && model->runs_channels_last(g_device)) return {true, false};
+  return {true};
+}
+
 void bench_model(const std::string& name, UNet model, double seconds, double gemm) {
   const auto& c = model->config();
   const double flops = static_cast<double>(forward_flops(c));
   model->to(g_device);
+  const std::vector<bool> variants = layouts(model);
   for (const int64_t batch : train_batches()) {  // training step: forward, MSE, backward, AdamW
-    model->train();
-    torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-4));
-    const CallInputs in = CallInputs(c, batch).to(g_device);
-    const auto target = torch::randn_like(in.x);
-    const auto w = guidance_for(model, batch);
-    const double s = seconds_per_call(
-        [&] {
-          optimizer.zero_grad();
-          auto loss = torch::mse_loss(model->forward(in.x, in.t, in.labels, w), target);
-          loss.backward();
-          optimizer.step();
-        },
-        seconds);
-    fmt::print("{}\n", row(name, "train", model, batch, s, 3 * flops, gemm).dump());
+    for (const bool channels_last : variants) {
+      model->set_channels_last(channels_last);
+      const std::string impl = channels_last ? "numeral" : "numeral nchw";
+      model->train();
+      torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-4));
+      const CallInputs in = CallInputs(c, batch).to(g_device);
+      const auto target = torch::randn_like(in.x);
+      const auto w = guidance_for(model, batch);
+      const double s = seconds_per_call(
+          [&] {
+            optimizer.zero_grad();
+            auto loss = torch::mse_loss(model->forward(in.x, in.t, in.labels, w), target);
+            loss.backward();
+            optimizer.step();
+          },
+          seconds);
+      fmt::print("{}\n", row(impl, name, "train", model, batch, s, 3 * flops, gemm).dump());
+    }
   }
   model->eval();
   torch::NoGradGuard no_grad;
   for (const int64_t batch : sample_batches()) {  // sampling: one network call
-    const CallInputs in = CallInputs(c, batch).to(g_device);
-    const auto w = guidance_for(model, batch);
-    const double s = seconds_per_call([&] { model->forward(in.x, in.t, in.labels, w); }, seconds);
-    fmt::print("{}\n", row(name, "sample", model, batch, s, flops, gemm).dump());
+    for (const bool channels_last : variants) {
+      model->set_channels_last(channels_last);
+      const std::string impl = channels_last ? "numeral" : "numeral nchw";
+      const CallInputs in = CallInputs(c, batch).to(g_device);
+      const auto w = guidance_for(model, batch);
+      const double s = seconds_per_call([&] { model->forward(in.x, in.t, in.labels, w); }, seconds);
+      fmt::print("{}\n", row(impl, name, "sample", model, batch, s, flops, gemm).dump());
+    }
   }
+  model->set_channels_last(true);
   std::fflush(stdout);
 }
 
@@ -175,8 +198,15 @@ int run(int argc, char** argv) {
   double seconds = 3;
   std::string teacher = "models/mnist.safetensors", student, dump_path;
   g_device = select_device("cpu");
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i], value = argv[i + 1];
+  for (int i = 1; i < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--nchw") {
+      g_nchw = true;
+      --i;
+      continue;
+    }
+    if (i + 1 == argc) throw std::runtime_error("bench_step: " + flag + " needs a value");
+    const std::string value = argv[i + 1];
     if (flag == "--threads")
       threads = std::stoi(value);
     else if (flag == "--seconds")

@@ -258,24 +258,67 @@ TEST(FusedGroupNormGelu, TrainingGradientsMatchThePlainLayers) {
             std::string::npos);
 }
 
-// Each (sample, group) of the backward pass is one thread's work and the per-sample parts of the
-// weights' gradients are summed in one order: the same bits on any thread count.
+// Channels-last training (the U-Net trains channels-last on the CPU): the node keeps the layout
+// (output and dx channels-last, no conversion to NCHW and back) and matches float64 layers as
+// closely as the NCHW kernels do, for an upstream gradient in either layout (one NCHW, one a
+// channel slice of a channels-last buffer, as a concatenation's backward hands it on).
+TEST(FusedGroupNormGelu, ChannelsLastTrainingMatchesThePlainLayers) {
+  torch::manual_seed(6);
+  auto norm = random_affine_norm();
+  const auto last = torch::MemoryFormat::ChannelsLast;
+  const auto base = (5 * torch::randn({3, 12, 7, 5}) + 1).contiguous(last);
+  auto wide = std::dynamic_pointer_cast<torch::nn::GroupNormImpl>(norm->clone());
+  wide->to(torch::kDouble);
+  for (const auto& upstream : {torch::randn({3, 12, 7, 5}),
+                               torch::randn({3, 20, 7, 5}).contiguous(last).narrow(1, 4, 12)}) {
+    norm->zero_grad();
+    wide->zero_grad();
+    const auto x = base.clone().requires_grad_();
+    ASSERT_TRUE(x.is_contiguous(last) && !x.is_contiguous());
+    const auto y = group_norm_gelu(x, norm);
+    EXPECT_NE(y.grad_fn()->name().find("GroupNormGelu"), std::string::npos);
+    EXPECT_TRUE(y.is_contiguous(last));
+    y.backward(upstream);
+    EXPECT_TRUE(x.grad().is_contiguous(last));
+    const auto x64 = base.to(torch::kDouble).contiguous().requires_grad_();
+    const auto y64 = torch::gelu(wide->forward(x64));
+    y64.backward(upstream.to(torch::kDouble));
+    const std::vector<std::pair<torch::Tensor, torch::Tensor>> pairs = {
+        {y, y64},
+        {x.grad(), x64.grad()},
+        {norm->weight.grad(), wide->weight.grad()},
+        {norm->bias.grad(), wide->bias.grad()}};
+    const char* names[] = {"y", "dx", "dgamma", "dbeta"};
+    for (size_t k = 0; k < pairs.size(); ++k) {
+      const auto exact = pairs[k].second.detach();
+      const double scale = std::max(1.0, exact.abs().max().item<double>());
+      EXPECT_LT(max_diff(pairs[k].first.detach().to(torch::kDouble), exact) / scale, 2e-6)
+          << names[k];
+    }
+  }
+}
+
+// Each (sample, group) of the backward pass (each sample, channels-last) is one thread's work and
+// the per-sample parts of the weights' gradients are summed in one order: the same bits on any
+// thread count, in both layouts.
 TEST(FusedGroupNormGelu, TrainingGradientsDoNotDependOnTheThreadCount) {
   torch::manual_seed(4);
   torch::nn::GroupNorm norm(4, 16);
   const auto base = torch::randn({6, 16, 14, 14}), upstream = torch::randn({6, 16, 14, 14});
-  const auto run = [&](int threads) {
+  for (const auto layout : {torch::MemoryFormat::Contiguous, torch::MemoryFormat::ChannelsLast}) {
+    const auto run = [&](int threads) {
+      torch::set_num_threads(threads);
+      norm->zero_grad();
+      const auto x = base.clone(layout).requires_grad_();
+      group_norm_gelu(x, norm).backward(upstream);
+      return std::vector<torch::Tensor>{x.grad(), norm->weight.grad().clone(),
+                                        norm->bias.grad().clone()};
+    };
+    const int threads = torch::get_num_threads();
+    const auto one = run(1), two = run(2);
     torch::set_num_threads(threads);
-    norm->zero_grad();
-    const auto x = base.clone().requires_grad_();
-    group_norm_gelu(x, norm).backward(upstream);
-    return std::vector<torch::Tensor>{x.grad(), norm->weight.grad().clone(),
-                                      norm->bias.grad().clone()};
-  };
-  const int threads = torch::get_num_threads();
-  const auto one = run(1), two = run(2);
-  torch::set_num_threads(threads);
-  for (size_t k = 0; k < one.size(); ++k) EXPECT_TRUE(torch::equal(one[k], two[k])) << k;
+    for (size_t k = 0; k < one.size(); ++k) EXPECT_TRUE(torch::equal(one[k], two[k])) << k;
+  }
 }
 
 // A ResBlock samples on the fused path (in place, residual included) and trains on the fused
@@ -335,6 +378,58 @@ TEST(UNet, JoinedPathEqualsPlain) {
         << "student " << student << ", attention " << k.attention << ", " << k.image_channels
         << " channels: " << (plain.detach() - joined).abs().max().item<float>();
     EXPECT_GT(plain.abs().max().item<float>(), 1e-3);  // a real comparison, not of zeros
+  }
+}
+
+// Training runs channels-last on the CPU (without attention): the loss and every parameter's
+// gradient as the NCHW network gives them (the same weights and inputs), for a model and a
+// student, in grey and colour; with attention both settings run NCHW and agree exactly.
+TEST(UNet, ChannelsLastTrainingEqualsNchw) {
+  torch::manual_seed(7);
+  struct Case {
+    bool student, attention;
+    int64_t image_channels;
+  };
+  for (const Case k : {Case{false, false, 1}, Case{true, false, 3}, Case{false, true, 1}}) {
+    UNetConfig c = tiny_config();
+    c.channels = {8, 16, 16};
+    c.image_size = 12;
+    c.image_channels = k.image_channels;
+    if (k.attention) c.attention_at = {12, 3};
+    c.guidance_input = k.student;
+    UNet model(c);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : model->parameters()) p.add_(0.05 * torch::randn_like(p));
+    }
+    EXPECT_EQ(model->runs_channels_last(torch::kCPU), !k.attention);
+    const auto x = torch::randn({4, k.image_channels, 12, 12});
+    const auto target = torch::randn_like(x);
+    const auto t = torch::tensor({0, 33, 66, 99}, torch::kLong);
+    const auto labels = labels_of({0, 3, kNullLabel, 9});
+    const auto w = k.student ? torch::full({4}, 0.5f) : torch::Tensor{};
+    auto run = [&](bool channels_last) {
+      model->set_channels_last(channels_last);
+      model->zero_grad();
+      const auto loss = (model->forward(x, t, labels, w) - target).pow(2).mean();
+      loss.backward();
+      std::map<std::string, torch::Tensor> grads{{"loss", loss.detach()}};
+      for (const auto& item : model->named_parameters()) {
+        grads.emplace(item.key(), item.value().grad().clone());
+      }
+      return grads;
+    };
+    const auto nhwc = run(true), nchw = run(false);
+    model->set_channels_last(true);
+    for (const auto& [name, g] : nchw) {
+      const double scale = std::max(1e-3, g.abs().max().item<double>());
+      const double error = max_diff(nhwc.at(name), g) / scale;
+      EXPECT_LT(error, 1e-5) << name << ", student " << k.student << ", " << k.image_channels
+                             << " channels";
+      if (k.attention) {
+        EXPECT_EQ(error, 0) << name;
+      }
+    }
   }
 }
 

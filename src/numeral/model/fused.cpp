@@ -208,9 +208,9 @@ NUMERAL_CPU_CLONES void affine_of_two(float* __restrict y, const float* __restri
 }
 
 struct BackwardPlan {
-  const float* x;      // [B, C, H, W], contiguous
-  const float* dy;     // the same
-  float* dx;           // the same
+  const float* x;      // [B, C, H, W], contiguous or channels-last contiguous
+  const float* dy;     // the same layout
+  float* dx;           // the same layout
   const float* gamma;  // [C]
   const float* beta;   // [C]
   const double* mean;  // [B, G]
@@ -248,6 +248,80 @@ void run_group_backward(const BackwardPlan& p, int64_t sample, int64_t group) {
     affine_of_two(p.dx + at, p.x + at, p.pixels, static_cast<float>(rstd * p.gamma[first + c]),
                   static_cast<float>(kx), static_cast<float>(k));
   }
+}
+
+// The backward pass of one channels-last sample, all its groups together, with the loops running
+// along each pixel's channels: the same two passes as run_group_backward (g into dx with the
+// per-channel sums, then dx in place), with per-channel coefficients in place of per-group ones.
+NUMERAL_CPU_CLONES void gelu_grad_sums_nhwc(const float* __restrict x, const float* __restrict dy,
+                                            float* __restrict g, int64_t pixels, int64_t channels,
+                                            const float* __restrict scale,
+                                            const float* __restrict shift,
+                                            const float* __restrict xhat_scale,
+                                            const float* __restrict xhat_shift,
+                                            double* __restrict a, double* __restrict b) {
+  for (int64_t c = 0; c < channels; ++c) a[c] = b[c] = 0;
+  for (int64_t i = 0; i < pixels; ++i) {
+    const int64_t row = i * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float v = x[row + c] * scale[c] + shift[c];
+      const float gi = dy[row + c] * gelu_derivative(v);
+      g[row + c] = gi;
+      a[c] += gi;
+      b[c] += static_cast<double>(gi) * (x[row + c] * xhat_scale[c] + xhat_shift[c]);
+    }
+  }
+}
+
+NUMERAL_CPU_CLONES void affine_of_two_nhwc(float* __restrict y, const float* __restrict x,
+                                           int64_t pixels, int64_t channels,
+                                           const float* __restrict ky, const float* __restrict kx,
+                                           const float* __restrict k) {
+  for (int64_t i = 0; i < pixels; ++i) {
+    const int64_t row = i * channels;
+    for (int64_t c = 0; c < channels; ++c)
+      y[row + c] = ky[c] * y[row + c] + kx[c] * x[row + c] + k[c];
+  }
+}
+
+void run_sample_backward_nhwc(const BackwardPlan& p, int64_t sample) {
+  const int64_t channels = p.channels, per_group = channels / p.groups;
+  const int64_t offset = sample * channels * p.pixels;
+  std::vector<float> scale(channels), shift(channels), xhat_scale(channels), xhat_shift(channels);
+  std::vector<double> a(channels), b(channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    const int64_t g = c / per_group;
+    const double mean = p.mean[sample * p.groups + g], rstd = p.rstd[sample * p.groups + g];
+    const double s = rstd * p.gamma[c];
+    scale[c] = static_cast<float>(s);
+    shift[c] = static_cast<float>(p.beta[c] - mean * s);
+    xhat_scale[c] = static_cast<float>(rstd);
+    xhat_shift[c] = static_cast<float>(-mean * rstd);
+  }
+  gelu_grad_sums_nhwc(p.x + offset, p.dy + offset, p.dx + offset, p.pixels, channels, scale.data(),
+                      shift.data(), xhat_scale.data(), xhat_shift.data(), a.data(), b.data());
+  // Per group, as in run_group_backward: dx = rstd gamma_c g + kx x + k.
+  std::vector<float> ky(channels), kx(channels), k(channels);
+  const double n = static_cast<double>(per_group * p.pixels);
+  for (int64_t g = 0; g < p.groups; ++g) {
+    const double mean = p.mean[sample * p.groups + g], rstd = p.rstd[sample * p.groups + g];
+    double m1 = 0, m2 = 0;
+    for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
+      p.dbeta[sample * channels + c] = a[c];
+      p.dgamma[sample * channels + c] = b[c];
+      m1 += p.gamma[c] * a[c];
+      m2 += p.gamma[c] * b[c];
+    }
+    m1 /= n;
+    m2 /= n;
+    for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
+      ky[c] = static_cast<float>(rstd * p.gamma[c]);
+      kx[c] = static_cast<float>(-rstd * rstd * m2);
+      k[c] = static_cast<float>(rstd * (rstd * m2 * mean - m1));
+    }
+  }
+  affine_of_two_nhwc(p.dx + offset, p.x + offset, p.pixels, channels, ky.data(), kx.data(),
+                     k.data());
 }
 
 // How a [B, C, H, W] tensor's samples lie in memory, as far as the kernels can take them: each
@@ -314,6 +388,10 @@ void run_sample_nhwc(const Plan& p, int64_t sample) {
     }
     double mean = 0, rstd = 0;
     statistics(s, q, n, p.eps, mean, rstd);
+    if (p.mean) {
+      p.mean[sample * p.groups + g] = mean;
+      p.rstd[sample * p.groups + g] = rstd;
+    }
     for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
       const double gamma = p.gamma ? p.gamma[c] : 1.0, beta = p.beta ? p.beta[c] : 0.0;
       scale[c] = static_cast<float>(rstd * gamma);
@@ -381,21 +459,41 @@ void for_each_group(int64_t samples, int64_t groups, const Body& body) {
   });
 }
 
-// gelu(group_norm(x)) as one autograd node: saves x and the statistics.
+template <typename Body>
+void for_each_sample(int64_t samples, const Body& body) {
+  at::parallel_for(0, samples, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) body(b);
+  });
+}
+
+// A training tensor's layout for the kernels: channels-last when it is densely so (and not also
+// contiguous, as one-channel or one-pixel tensors are), NCHW otherwise.
+bool dense_channels_last(const torch::Tensor& x) {
+  return !x.is_contiguous() && x.is_contiguous(torch::MemoryFormat::ChannelsLast);
+}
+
+// gelu(group_norm(x)) as one autograd node: saves x and the statistics. Channels-last x (as
+// channels-last training makes it) stays so, and so do the output and dx; anything else is made
+// contiguous.
 class GroupNormGelu : public torch::autograd::Function<GroupNormGelu> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
                                torch::Tensor gamma, torch::Tensor beta, int64_t groups,
                                double eps) {
-    x = x.contiguous();
+    const bool nhwc = dense_channels_last(x);
+    if (!nhwc) x = x.contiguous();
     gamma = gamma.contiguous();
     beta = beta.contiguous();
-    auto out = torch::empty_like(x);
+    auto out = torch::empty_like(x);  // x's layout
     auto stats = torch::empty({2, x.size(0), groups}, x.options().dtype(torch::kDouble));
     Plan p = forward_plan(out, x, {}, gamma, beta, groups, eps);
     p.mean = stats[0].data_ptr<double>();
     p.rstd = stats[1].data_ptr<double>();
-    for_each_group(x.size(0), groups, [&](int64_t b, int64_t g) { run_group(p, b, g); });
+    if (nhwc) {
+      for_each_sample(x.size(0), [&](int64_t b) { run_sample_nhwc(p, b); });
+    } else {
+      for_each_group(x.size(0), groups, [&](int64_t b, int64_t g) { run_group(p, b, g); });
+    }
     ctx->save_for_backward({x, gamma, beta, stats});
     return out;
   }
@@ -404,7 +502,9 @@ class GroupNormGelu : public torch::autograd::Function<GroupNormGelu> {
                                                torch::autograd::tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &gamma = saved[1], &beta = saved[2], &stats = saved[3];
-    const auto dy = grads[0].contiguous();
+    const bool nhwc = dense_channels_last(x);
+    const auto dy = grads[0].contiguous(nhwc ? torch::MemoryFormat::ChannelsLast
+                                             : torch::MemoryFormat::Contiguous);
     auto dx = torch::empty_like(x);
     auto parts = torch::empty({2, x.size(0), x.size(1)}, stats.options());
     BackwardPlan p;
@@ -420,7 +520,12 @@ class GroupNormGelu : public torch::autograd::Function<GroupNormGelu> {
     p.channels = x.size(1);
     p.groups = stats.size(2);
     p.pixels = x.size(2) * x.size(3);
-    for_each_group(x.size(0), p.groups, [&](int64_t b, int64_t g) { run_group_backward(p, b, g); });
+    if (nhwc) {
+      for_each_sample(x.size(0), [&](int64_t b) { run_sample_backward_nhwc(p, b); });
+    } else {
+      for_each_group(x.size(0), p.groups,
+                     [&](int64_t b, int64_t g) { run_group_backward(p, b, g); });
+    }
     // Each sample's parts summed in one order, whatever the thread count.
     const auto sums = parts.sum(1).to(torch::kFloat);
     return {dx, sums[0], sums[1], torch::Tensor(), torch::Tensor()};
@@ -463,9 +568,7 @@ torch::Tensor group_norm_gelu_out(const torch::Tensor& out, const torch::Tensor&
   if (layout == Layout::kNchw) {
     for_each_group(x.size(0), p.groups, [&](int64_t b, int64_t g) { run_group(p, b, g); });
   } else {
-    at::parallel_for(0, x.size(0), 1, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) run_sample_nhwc(p, b);
-    });
+    for_each_sample(x.size(0), [&](int64_t b) { run_sample_nhwc(p, b); });
   }
   return out;
 }

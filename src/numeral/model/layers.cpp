@@ -98,7 +98,9 @@ torch::Tensor UpBlockImpl::upsample(const torch::Tensor& x, const torch::Tensor&
 }
 
 torch::Tensor UpBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& skip) {
-  return block_(torch::cat({upsample(x), skip}, /*dim=*/1));
+  // The pixel shuffle's output in the skip's layout, so that the joined tensor keeps it.
+  return block_(
+      torch::cat({upsample(x).contiguous(skip.suggest_memory_format()), skip}, /*dim=*/1));
 }
 
 torch::Tensor UpBlockImpl::forward_joined(const torch::Tensor& x, const torch::Tensor& joined) {

@@ -69,6 +69,14 @@ torch::Tensor one_hot_labels(const torch::Tensor& labels, int64_t num_classes) {
   return labels.unsqueeze(1).eq(classes.unsqueeze(0)).to(torch::kFloat);  // [B, K]
 }
 
+bool UNetImpl::runs_channels_last(const torch::Device& device) const {
+  const auto present = [](const auto& a) { return !a.is_empty(); };
+  const bool attention_anywhere =
+      attention_ || std::any_of(down_attention_.begin(), down_attention_.end(), present) ||
+      std::any_of(up_attention_.begin(), up_attention_.end(), present);
+  return channels_last_ && device.is_cpu() && !attention_anywhere;
+}
+
 torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t,
                                 const torch::Tensor& labels, const torch::Tensor& guidance,
                                 ShapeTrace* trace) {
@@ -110,17 +118,13 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
   // straight into one buffer allocated up front, saving a memory pass over them per level; with
   // autograd they are concatenated. Same result either way (the test UNet.JoinedPathEqualsPlain).
   const bool join_in_place = !torch::GradMode::is_enabled();
-  // Sampling on the CPU runs channels-last (NHWC) from the input on: oneDNN's convolutions then
-  // read and write that layout directly, where with NCHW tensors each one converts its input to
-  // its blocked layout and its output back (a fifth of a sampling call, BENCHMARKS.md). The fused
-  // GroupNorm + GELU, pooling, up-sampling and the joined buffers all take it. Not with attention
-  // (its sequence reshapes are NCHW), nor with autograd (training keeps LibTorch's default).
-  const bool attention_anywhere = attention_ ||
-                                  std::any_of(down_attention_.begin(), down_attention_.end(),
-                                              [](const auto& a) { return !a.is_empty(); }) ||
-                                  std::any_of(up_attention_.begin(), up_attention_.end(),
-                                              [](const auto& a) { return !a.is_empty(); });
-  const bool channels_last = join_in_place && x_t.device().is_cpu() && !attention_anywhere;
+  // On the CPU the network runs channels-last (NHWC) from the input on, for sampling and training:
+  // oneDNN's convolutions then read and write that layout directly (forward and backward), where
+  // with NCHW tensors each one converts its input to its blocked layout and its output back (a
+  // fifth of a sampling call, a quarter of oneDNN's time in a training step; BENCHMARKS.md). The
+  // fused GroupNorm + GELU (both directions), pooling, up-sampling and the joined buffers all take
+  // it. Not with attention (its sequence reshapes are NCHW).
+  const bool channels_last = runs_channels_last(x_t.device());
   const auto layout =
       channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
   const auto& widths = cfg.channels;

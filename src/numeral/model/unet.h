@@ -36,8 +36,16 @@ class UNetImpl : public torch::nn::Module {
 
   const UNetConfig& config() const { return config_; }
 
+  // On the CPU, without attention, the network runs channels-last (NHWC) inside: the same function
+  // (to float rounding), faster (BENCHMARKS.md). false runs it NCHW throughout, to compare the two
+  // in one run (bench_step, tests). Not saved with the weights.
+  void set_channels_last(bool on) { channels_last_ = on; }
+  // Whether a call on `device` runs channels-last.
+  bool runs_channels_last(const torch::Device& device) const;
+
  private:
   UNetConfig config_;
+  bool channels_last_ = true;
   ResBlock input_{nullptr};
   torch::nn::ModuleList down_, up_, time_embed_, class_embed_;
   torch::nn::ModuleList guidance_embed_{nullptr};  // config.guidance_input only
