@@ -27,7 +27,9 @@ torch::Tensor group_norm_gelu_out(const torch::Tensor& out, const torch::Tensor&
 // whose forward is the kernel above and whose backward takes GELU's and GroupNorm's gradients
 // together in two passes over each (sample, group) (gelu' with a Cephes-style exp within a few
 // ulp); it saves x and the statistics only, where the two layers save x and the normalised x.
-// Anywhere else, the two layers. x: [B, C, H, W].
+// A channels-last x (channels-last training) stays so: the output and dx too, with kernels that
+// run along each pixel's channels; any other x is made contiguous. Anywhere else (not float32 on
+// the CPU, or no affine weights), the two layers. x: [B, C, H, W].
 torch::Tensor group_norm_gelu(const torch::Tensor& x, const torch::nn::GroupNorm& norm);
 
 }  // namespace numeral
