@@ -466,6 +466,16 @@ void for_each_sample(int64_t samples, const Body& body) {
   });
 }
 
+// The forward kernel over a whole batch of `samples`: per (sample, group) for NCHW, per sample
+// for channels-last. The one dispatch of group_norm_gelu_out and the training node's forward.
+void run_forward(const Plan& p, int64_t samples, Layout layout) {
+  if (layout == Layout::kNhwc) {
+    for_each_sample(samples, [&](int64_t b) { run_sample_nhwc(p, b); });
+  } else {
+    for_each_group(samples, p.groups, [&](int64_t b, int64_t g) { run_group(p, b, g); });
+  }
+}
+
 // A training tensor's layout for the kernels: channels-last when it is densely so (and not also
 // contiguous, as one-channel or one-pixel tensors are), NCHW otherwise.
 bool dense_channels_last(const torch::Tensor& x) {
@@ -489,11 +499,7 @@ class GroupNormGelu : public torch::autograd::Function<GroupNormGelu> {
     Plan p = forward_plan(out, x, {}, gamma, beta, groups, eps);
     p.mean = stats[0].data_ptr<double>();
     p.rstd = stats[1].data_ptr<double>();
-    if (nhwc) {
-      for_each_sample(x.size(0), [&](int64_t b) { run_sample_nhwc(p, b); });
-    } else {
-      for_each_group(x.size(0), groups, [&](int64_t b, int64_t g) { run_group(p, b, g); });
-    }
+    run_forward(p, x.size(0), nhwc ? Layout::kNhwc : Layout::kNchw);
     ctx->save_for_backward({x, gamma, beta, stats});
     return out;
   }
@@ -565,11 +571,7 @@ torch::Tensor group_norm_gelu_out(const torch::Tensor& out, const torch::Tensor&
   const auto gamma = o.affine() ? norm->weight.contiguous() : torch::Tensor{};
   const auto beta = o.affine() ? norm->bias.contiguous() : torch::Tensor{};
   const Plan p = forward_plan(out, x, residual, gamma, beta, o.num_groups(), o.eps());
-  if (layout == Layout::kNchw) {
-    for_each_group(x.size(0), p.groups, [&](int64_t b, int64_t g) { run_group(p, b, g); });
-  } else {
-    for_each_sample(x.size(0), [&](int64_t b) { run_sample_nhwc(p, b); });
-  }
+  run_forward(p, x.size(0), layout);
   return out;
 }
 
