@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "numeral/common/fs.h"
 #include "numeral/data/dataset.h"
 #include "numeral/data/idx.h"
 #include "numeral/data/make.h"
@@ -568,6 +569,22 @@ TEST(EvalCli, JudgesARunAtItsFittedImageSize) {
   ASSERT_EQ(eval.rc, 0) << eval.err;
   EXPECT_TRUE(contains(eval.out, "Generated against real digits")) << eval.out;
   EXPECT_TRUE(fs::exists(dir / "run" / "eval")) << eval.out;
+  const nlohmann::json report =
+      nlohmann::json::parse(read_file(dir / "run" / "eval" / "report.json"));
+  EXPECT_EQ(report["data"]["guidance"], kDefaultGuidance);
+
+  // A copy that names its own guidance weight is judged at it unless --w says otherwise.
+  ExportOptions own;
+  own.default_w = 0.5;
+  export_for_sampling(dir / "run", dir / "own.safetensors", own);
+  const std::string again = fmt::format(
+      "eval --checkpoint '{}' --classifier '{}' --samples 20 --no-cas --sampler ddim --steps 2 "
+      "--threads 1 --out '{}'",
+      (dir / "own.safetensors").string(), (dir / "judge").string(), (dir / "own").string());
+  ASSERT_EQ(run_cli(again, dir.path()).rc, 0);
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir / "own" / "report.json"))["data"]["guidance"], 0.5);
+  ASSERT_EQ(run_cli(again + " --w 1", dir.path()).rc, 0);
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir / "own" / "report.json"))["data"]["guidance"], 1);
 }
 
 TEST(InitFromCli, TakesTheModelsSettingsAndRefusesOthers) {

@@ -684,6 +684,58 @@ TEST_F(Cli, SampleGzipIdxAndUnconditional) {
   EXPECT_TRUE(torch::equal(images, from_model_range(expected).squeeze(1)));
 }
 
+// A file that names its own guidance weight (`model export --default-w`) samples with it when --w
+// is left out, and --w still overrides it; `sample` without --checkpoint runs the shipped student.
+TEST_F(Cli, TheModelsOwnGuidanceWeightIsTheDefault) {
+  const fs::path own = dir() / "own-w.safetensors", out = dir() / "own-w";
+  CliResult r = run(fmt::format("model export --checkpoint '{}' --out '{}' --default-w 0.6",
+                                checkpoint_, own.string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("default w = 0.6,"), std::string::npos) << r.out;
+  const std::string request = "--digit 3,5 --per-digit 2 --sampler ddim --steps 2 --threads 1";
+  r = run(fmt::format("sample --checkpoint '{}' {} --idx '{}'", own.string(), request,
+                      (out / "own").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("w=0.6,"), std::string::npos) << r.out;
+  r = run(fmt::format("sample --checkpoint '{}' {} --w 0.6 --idx '{}'", checkpoint_, request,
+                      (out / "explicit").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(read_bytes(out / "own-images-idx3-ubyte"),
+            read_bytes(out / "explicit-images-idx3-ubyte"));
+  r = run(fmt::format("sample --checkpoint '{}' {} --w 0 --idx '{}'", own.string(), request,
+                      (out / "zero").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("w=0,"), std::string::npos) << r.out;
+  EXPECT_NE(read_bytes(out / "own-images-idx3-ubyte"), read_bytes(out / "zero-images-idx3-ubyte"));
+  r = run(fmt::format("trajectory --checkpoint '{}' --digit 3 --sampler ddim --steps 2 -o '{}'",
+                      own.string(), (out / "t.png").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("w=0.6,"), std::string::npos) << r.out;
+  // --help names no number for --w: the default is the model's.
+  r = run("sample --help");
+  EXPECT_NE(r.out.find("default: the model's own"), std::string::npos) << r.out;
+
+  r = run(fmt::format("model export --checkpoint '{}' --out '{}' --default-w nan", checkpoint_,
+                      (dir() / "nan.safetensors").string()));
+  EXPECT_EQ(r.rc, 2);  // a parse error
+  EXPECT_EQ(r.err_lines(), 1) << r.err;
+  EXPECT_NE(r.err.find("--default-w: expected a finite number"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir() / "nan.safetensors"));
+
+  // No --checkpoint: the shipped student (found beside the binary) with its own weight.
+  const fs::path student = fs::path(NUMERAL_SOURCE_DIR) / "models" / "mnist-student.safetensors";
+  ASSERT_TRUE(fs::exists(student));
+  r = run(fmt::format("sample --digit 7 --per-digit 1 --threads 1 --grid '{}'",
+                      (out / "student.png").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("mnist-student.safetensors"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ddim, 4 steps"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(fmt::format(
+                "w={},", format_weight(load_trained_model(student, torch::kCPU).default_w))),
+            std::string::npos)
+      << r.out;
+}
+
 TEST_F(Cli, TrajectorySweepNoiseAndPlotWritePictures) {
   const fs::path out = dir() / "pictures";
   CliResult r = run(fmt::format(

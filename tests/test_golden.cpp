@@ -83,5 +83,15 @@ TEST(Golden, ShippedModelsImagesForFixedSeedsAreUnchanged) {
   if (write) save_safetensors(kGolden, golden);
 }
 
+// The guidance weight each shipped file samples with when a request names none, chosen by
+// `numeral eval sweep` (models/README.md): a re-export that dropped it would change what `numeral
+// sample` makes without touching a weight.
+TEST(Golden, ShippedModelsDefaultGuidanceWeights) {
+  const fs::path models = fs::path(NUMERAL_SOURCE_DIR) / "models";
+  EXPECT_EQ(load_trained_model(models / "mnist.safetensors", torch::kCPU).default_w,
+            kDefaultGuidance);
+  EXPECT_EQ(load_trained_model(models / "mnist-student.safetensors", torch::kCPU).default_w, 0.15);
+}
+
 }  // namespace
 }  // namespace numeral

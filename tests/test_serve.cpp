@@ -188,6 +188,43 @@ TEST(Serve, GenerateReturnsTheLibrarysImagesAsPngOrJson) {
   EXPECT_EQ(grid.height, j["grid_height"]);
 }
 
+// A model that names its own guidance weight (a distilled student's file) serves with it when a
+// request names none, and says so in /api/model's defaults; a request's "w" still overrides it.
+TEST(Serve, TheModelsOwnGuidanceWeightIsTheDefault) {
+  TrainedModel own = tiny_pipeline().model();
+  own.default_w = 0.6;
+  const Pipeline local(own, {64, 0});
+  RunningServer s({}, local);
+  auto c = s.client();
+  auto model = c.Get("/api/model");
+  ASSERT_TRUE(model);
+  EXPECT_EQ(json::parse(model->body)["defaults"]["w"], 0.6);
+
+  const std::string body =
+      R"({"classes":[3],"per_class":2,"sampler":"ddim","steps":4,"format":"json")";
+  auto unnamed = c.Post("/api/generate", body + "}", "application/json");
+  auto named = c.Post("/api/generate", body + R"(,"w":0})", "application/json");
+  ASSERT_TRUE(unnamed && named);
+  ASSERT_EQ(unnamed->status, 200) << unnamed->body;
+  ASSERT_EQ(named->status, 200) << named->body;
+  const json a = json::parse(unnamed->body), b = json::parse(named->body);
+  EXPECT_EQ(a["w"], 0.6);
+  EXPECT_EQ(b["w"], 0);
+  GenerateRequest r = local.default_request();
+  r.classes = {3};
+  r.per_class = 2;
+  r.sampler.name = SamplerName::ddim;
+  r.sampler.steps = 4;
+  EXPECT_EQ(r.w, 0.6);
+  const GenerateResult expected = local.generate(r);
+  EXPECT_LE(max_pixel_difference(decode_png(base64_decode(a["images"][1]["png"])),
+                                 image_from_tensor(expected.images[1])),
+            1);
+  EXPECT_GT(max_pixel_difference(decode_png(base64_decode(b["images"][1]["png"])),
+                                 image_from_tensor(expected.images[1])),
+            1);
+}
+
 TEST(Serve, StreamPushesEveryStepBeforeTheResult) {
   RunningServer s;
   auto c = s.client();

@@ -359,7 +359,7 @@ TEST_F(CheckpointFiles, AFlippedByteInTheMetadataIsRefused) {
 TEST_F(CheckpointFiles, ExportKeepsWhatSamplingNeedsInTheAskedDtype) {
   const fs::path f32 = dir_ / "f32.safetensors", f16 = dir_ / "f16.safetensors";
   export_for_sampling(dir_, f32);
-  export_for_sampling(dir_, f16, "float16");
+  export_for_sampling(dir_, f16, {"float16", std::nullopt});
   const auto full = load_checkpoint(path_, "diffusion"), slim = load_checkpoint(f16, "diffusion");
   EXPECT_FALSE(slim.tensors.count("optimizer"));
   EXPECT_FALSE(slim.tensors.count("model.out_conv2.weight"));
@@ -374,8 +374,38 @@ TEST_F(CheckpointFiles, ExportKeepsWhatSamplingNeedsInTheAskedDtype) {
     EXPECT_EQ(q.scalar_type(), torch::kFloat);
     EXPECT_TRUE(torch::allclose(q, p.value(), 1e-3, 1e-4)) << p.key();
   }
-  EXPECT_ERROR(export_for_sampling(dir_, dir_ / "x.safetensors", "int8"),
+  EXPECT_ERROR(export_for_sampling(dir_, dir_ / "x.safetensors", {"int8", std::nullopt}),
                "expected float32, float16 or bfloat16");
+}
+
+// A file names the guidance weight it samples with when a request names none; a copy keeps it
+// unless told another, and a file whose weight is not a finite number is refused on loading.
+TEST_F(CheckpointFiles, ExportWritesTheDefaultGuidanceWeight) {
+  const fs::path plain = dir_ / "plain.safetensors", own = dir_ / "own.safetensors",
+                 copy = dir_ / "copy.safetensors", other = dir_ / "other.safetensors";
+  export_for_sampling(dir_, plain);
+  EXPECT_EQ(load_trained_model(plain, torch::kCPU).default_w, kDefaultGuidance);
+  EXPECT_EQ(load_trained_model(dir_, torch::kCPU).default_w, kDefaultGuidance);
+  export_for_sampling(dir_, own, {"float32", 0.1});
+  EXPECT_EQ(load_trained_model(own, torch::kCPU).default_w, 0.1);
+  EXPECT_EQ(load_checkpoint(own, "diffusion").state.at("default_w"), 0.1);
+  export_for_sampling(own, copy);  // a copy of a copy keeps its weight
+  EXPECT_EQ(load_trained_model(copy, torch::kCPU).default_w, 0.1);
+  export_for_sampling(own, other, {"float32", 0.5});
+  EXPECT_EQ(load_trained_model(other, torch::kCPU).default_w, 0.5);
+
+  const fs::path refused = dir_ / "refused.safetensors";
+  EXPECT_ERROR(export_for_sampling(dir_, refused, {"float32", std::nan("")}),
+               "default_w nan: expected a finite number");
+  EXPECT_FALSE(fs::exists(refused));
+  for (const nlohmann::json& bad : {nlohmann::json("0.1"), nlohmann::json(nullptr)}) {
+    Checkpoint c = load_checkpoint(own, "diffusion");
+    c.state["default_w"] = bad;
+    save_checkpoint(refused, c);
+    EXPECT_ERROR(
+        load_trained_model(refused, torch::kCPU),
+        "corrupt checkpoint: default_w " + bad.dump() + " is not a finite guidance weight");
+  }
 }
 
 TEST_F(CheckpointFiles, NewerFormatVersionIsRefused) {

@@ -34,6 +34,7 @@
 #include "numeral/inference/generate.h"
 #include "numeral/io/image.h"
 #include "options.h"
+#include "sampling.h"
 
 namespace numeral::cli {
 namespace {
@@ -47,6 +48,7 @@ struct EvalCommon {
   GenerateOptions generate() const { return generate_options(request, execution); }
   std::string out;  // "" = <run>/eval
   RuntimeOptions runtime;
+  const CLI::App* command = nullptr;  // the flags, for the model's own defaults (load_all)
 };
 
 // The digits an eval judges: generated (--samples, optionally the best of K candidates each) or an
@@ -101,6 +103,7 @@ void add_common(CLI::App& sub, EvalCommon& c, bool required,
       sub.add_option("--classifier", c.classifier,
                      "classifier checkpoint or directory (from `numeral classifier train`)");
   if (required) checkpoint->required(), classifier->required();
+  c.command = &sub;
   add_request_options(sub, c.request, skip_request);
   add_execution_options(sub, c.execution);
   sub.add_option("--out", c.out, "where the reports go (default <run dir>/eval)");
@@ -174,8 +177,9 @@ struct Loaded {
 };
 
 // Loads the classifier, the diffusion model and the data split, checking that they belong
-// together (image size, held-out fingerprints); builds the real reference.
-Loaded load_all(const EvalCommon& c, const std::string& data_override) {
+// together (image size, held-out fingerprints); builds the real reference. The request takes the
+// model's own defaults for what the flags left out.
+Loaded load_all(EvalCommon& c, const std::string& data_override) {
   Loaded l;
   l.device = select_device(c.runtime.device);
   const int threads = configure_threads(c.runtime.threads);
@@ -185,6 +189,7 @@ Loaded load_all(const EvalCommon& c, const std::string& data_override) {
     NUMERAL_CHECK(std::filesystem::exists(c.checkpoint),
                   "--checkpoint {}: no such file or directory", c.checkpoint);
     l.model = load_trained_model(c.checkpoint, l.device);
+    if (c.command) apply_model_defaults(*c.command, *l.model, c.request);
     check_model_compatible(l.classifier, l.model->config.model, l.model->path.string());
     data = data_options_of(l.model->config);  // the run's split, at its size (the classifier's)
   } else if (!data_override.empty()) {
@@ -275,7 +280,7 @@ std::unique_ptr<Ranker> open_ranker(const EvalCommon& c, const SampleSource& src
 }
 
 void run_eval(EvalCommand& cmd) {
-  const auto& c = cmd.common;
+  auto& c = cmd.common;
   const auto& src = cmd.source;
   check_source(c, src);
   NUMERAL_CHECK(cmd.cas_epochs >= 0, "--cas-epochs {}: expected at least 0", cmd.cas_epochs);
@@ -307,6 +312,7 @@ void run_eval(EvalCommand& cmd) {
   }
   report.images = {{"samples", "samples.png"}};
   report.data.update(generation_context(c, l));
+  if (l.model) report.data["guidance"] = c.request.w;
   write_png(dir / "samples.png", samples_grid(samples, l.real.class_names));
   write_file_atomic(dir / "report.json", render_json(report).dump(2) + "\n");
   write_file_atomic(dir / "report.md", render_markdown(report));
@@ -315,7 +321,7 @@ void run_eval(EvalCommand& cmd) {
 }
 
 void run_clip(ClipCommand& cmd) {
-  const auto& c = cmd.common;
+  auto& c = cmd.common;
   const auto& src = cmd.source;
   NUMERAL_CHECK(!src.selection.clip_model.empty(),
                 "numeral eval clip needs --clip-model DIR: a Hugging Face CLIP model directory "
@@ -361,7 +367,7 @@ void run_clip(ClipCommand& cmd) {
 }
 
 void run_popout(PopoutCommand& cmd) {
-  const auto& c = cmd.common;
+  auto& c = cmd.common;
   InterruptScope interrupts;
   Loaded l = load_all(c, "");
   const OutputDir out = open_output_dir(c.out, run_dir_of(c.checkpoint));
@@ -392,7 +398,7 @@ void run_popout(PopoutCommand& cmd) {
 }
 
 void run_sweep(SweepCommand& cmd) {
-  const auto& c = cmd.common;
+  auto& c = cmd.common;
   NUMERAL_CHECK(!cmd.w.empty(), "--w: expected at least one guidance weight, e.g. 0,0.25,0.5,1,2");
   InterruptScope interrupts;
   Loaded l = load_all(c, "");
@@ -454,7 +460,7 @@ std::pair<int64_t, std::filesystem::path> parse_low(const std::string& entry) {
   return {n, entry.substr(eq + 1)};
 }
 
-void run_augment_command(AugmentCommand& cmd) {
+void run_augment_command(AugmentCommand& cmd, const CLI::App& command) {
   InterruptScope interrupts;
   const torch::Device device = select_device(cmd.runtime.device);
   const int threads = configure_threads(cmd.runtime.threads);
@@ -466,6 +472,7 @@ void run_augment_command(AugmentCommand& cmd) {
     NUMERAL_CHECK(std::filesystem::exists(cmd.checkpoint),
                   "--checkpoint {}: no such file or directory", cmd.checkpoint);
     generator = load_trained_model(cmd.checkpoint, device);
+    apply_model_defaults(command, *generator, cmd.request);
   }
   // The data and split are those the generators trained on: the full-data one's, else the first
   // low-data one's (each generator is checked against them).
@@ -588,7 +595,8 @@ const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
   augment_sub->add_option("--out", augment_cmd->out,
                           "where the report and the generated digits go (default <run dir>/eval)");
   add_runtime_options(*augment_sub, augment_cmd->runtime);
-  augment_sub->callback([augment_cmd] { run_augment_command(*augment_cmd); });
+  augment_sub->callback(
+      [augment_cmd, augment_sub] { run_augment_command(*augment_cmd, *augment_sub); });
 
   sub->callback([eval, sub] {
     if (sub->get_subcommands().empty()) run_eval(*eval);

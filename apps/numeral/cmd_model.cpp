@@ -19,7 +19,8 @@ struct ModelCommand {
   UNetConfig config;
   std::string checkpoint;
   std::string out;
-  std::string dtype = "float32";
+  ExportOptions exported;
+  double default_w = kDefaultGuidance;
 };
 
 const bool kRegistered = register_command(/*order=*/40, [](CLI::App& app) {
@@ -45,15 +46,22 @@ const bool kRegistered = register_command(/*order=*/40, [](CLI::App& app) {
       ->required();
   exporter->add_option("--out,-o", cmd->out, "output .safetensors file")->required();
   exporter
-      ->add_option("--dtype", cmd->dtype,
+      ->add_option("--dtype", cmd->exported.dtype,
                    "weights stored as float32, float16 or bfloat16 (half the size; loaded back "
                    "as float32)")
       ->capture_default_str();
-  exporter->callback([cmd] {
-    const auto exported = export_for_sampling(cmd->checkpoint, cmd->out, cmd->dtype);
-    fmt::print("{}: EMA weights of {} (step {}) as {}, {:.2f} MB\n", cmd->out,
-               exported.path.string(), exported.state.value("step", int64_t{0}), cmd->dtype,
-               std::filesystem::file_size(cmd->out) / 1e6);
+  auto* default_w = exporter->add_option(
+      "--default-w", cmd->default_w,
+      "the guidance weight the copy samples with when a request names none (choose it with "
+      "`numeral eval sweep`; default: the source's own, else 0.25)");
+  default_w->check(detail::rule_validator(finite()));
+  exporter->callback([cmd, default_w] {
+    if (default_w->count() > 0) cmd->exported.default_w = cmd->default_w;
+    const auto source = export_for_sampling(cmd->checkpoint, cmd->out, cmd->exported);
+    const TrainedModel copy = load_trained_model(cmd->out, torch::kCPU);
+    fmt::print("{}: EMA weights of {} (step {}) as {}, default w = {:g}, {:.2f} MB\n", cmd->out,
+               source.path.string(), source.state.value("step", int64_t{0}), cmd->exported.dtype,
+               copy.default_w, std::filesystem::file_size(cmd->out) / 1e6);
   });
 });
 

@@ -40,7 +40,10 @@ void run(SampleCommand& cmd, CLI::App& app) {
   InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   NUMERAL_CHECK(!(cmd.request.unconditional && app.count("--w")),
                 "--w needs class labels; drop it with --unconditional");
-  const Pipeline pipeline = open_pipeline(cmd.runtime, cmd.checkpoint, cmd.execution);
+  const std::string checkpoint =
+      cmd.checkpoint.empty() ? shipped_model(kDefaultModel, "sample").string() : cmd.checkpoint;
+  const Pipeline pipeline = open_pipeline(cmd.runtime, checkpoint, cmd.execution);
+  apply_model_defaults(app, pipeline.model(), cmd.request);
   const GenerateRequest request = pipeline.resolve(cmd.request);
   const auto& sampler = request.sampler;
   const bool unconditional = request.unconditional;
@@ -173,7 +176,9 @@ void run(SampleCommand& cmd, CLI::App& app) {
 const bool kRegistered = register_command(/*order=*/50, [](CLI::App& app) {
   auto cmd = std::make_shared<SampleCommand>();
   auto* sub = app.add_subcommand("sample", "generate images (digits) from a trained model");
-  sub->add_option("--checkpoint", cmd->checkpoint, "run directory or checkpoint file")->required();
+  sub->add_option("--checkpoint", cmd->checkpoint,
+                  "run directory or checkpoint file (default: the shipped student, "
+                  "models/mnist-student.safetensors)");
   add_request_options(*sub, cmd->request);
   add_execution_options(*sub, cmd->execution);
   const char* outputs = "Outputs";

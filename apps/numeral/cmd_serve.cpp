@@ -30,24 +30,6 @@ struct ServeCommand {
   serve::ServerOptions server;
 };
 
-// models/mnist.safetensors beside the working directory, or beside the binary's source tree
-// (build/numeral -> models/).
-fs::path shipped_model() {
-  std::vector<fs::path> candidates = {fs::path("models") / "mnist.safetensors"};
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    candidates.push_back(exe.parent_path() / "models" / "mnist.safetensors");
-    candidates.push_back(exe.parent_path().parent_path() / "models" / "mnist.safetensors");
-  }
-  for (const auto& c : candidates) {
-    if (fs::is_regular_file(c)) return c;
-  }
-  fail(
-      "serve: no --checkpoint and no shipped model at models/mnist.safetensors (looked in the "
-      "working directory and beside the binary)");
-}
-
 // The held-out images of the model's own data, at its size, for /api/forward; none (with a
 // warning) when the data is not on this machine.
 std::optional<serve::ForwardSource> forward_source(const TrainedModel& model) {
@@ -69,15 +51,19 @@ void run(ServeCommand& cmd) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  const std::string checkpoint = cmd.checkpoint.empty() ? shipped_model().string() : cmd.checkpoint;
+  const std::string checkpoint =
+      cmd.checkpoint.empty() ? shipped_model(kDefaultModel, "serve").string() : cmd.checkpoint;
   ExecutionOptions execution;
   execution.batch_size = cmd.server.max_images;  // any request, or several sharing, is one batch
   Pipeline pipeline = open_pipeline(cmd.runtime, checkpoint, execution);
   auto forward = forward_source(pipeline.model());
-  const std::string summary =
-      fmt::format("model {} ({}), device {}, forward process: {}", pipeline.model().path.string(),
-                  pipeline.model().student_steps > 0 ? "student" : "diffusion",
-                  pipeline.device().str(), forward ? forward->name : "off");
+  const TrainedModel& model = pipeline.model();
+  const std::string kind = model.student_steps > 0
+                               ? fmt::format("student, {} steps", model.student_steps)
+                               : std::string("diffusion");
+  const std::string summary = fmt::format(
+      "model {} ({}, default w = {:g}), device {}, forward process: {}", model.path.string(), kind,
+      model.default_w, pipeline.device().str(), forward ? forward->name : "off");
   serve::Server server(std::move(pipeline), cmd.server, std::move(forward));
   const int port = server.bind();
   fmt::print("numeral serve: listening on http://{}:{}/  ({})\n", cmd.server.host, port, summary);
@@ -98,9 +84,9 @@ const bool kRegistered = register_command(/*order=*/58, [](CLI::App& app) {
   auto cmd = std::make_shared<ServeCommand>();
   auto* sub = app.add_subcommand(
       "serve", "keep a model loaded: a web page and a JSON API (README, \"numeral serve\")");
-  sub->add_option(
-      "--checkpoint", cmd->checkpoint,
-      "run directory or checkpoint file (default: the shipped models/mnist.safetensors)");
+  sub->add_option("--checkpoint", cmd->checkpoint,
+                  "run directory or checkpoint file (default: the shipped student, "
+                  "models/mnist-student.safetensors)");
   bind_fields(*sub, cmd->server, {"Server", {}, {}});
   add_runtime_options(*sub, cmd->runtime);
   sub->callback([cmd] { run(*cmd); });

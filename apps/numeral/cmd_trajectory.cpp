@@ -30,7 +30,7 @@ struct TrajectoryCommand {
   int scale = 3, gif_scale = 2;
 };
 
-void run(TrajectoryCommand& cmd) {
+void run(TrajectoryCommand& cmd, const CLI::App& command) {
   InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   NUMERAL_CHECK(cmd.frames >= 2, "--frames {}: expected at least 2 (pure noise and the result)",
                 cmd.frames);
@@ -41,6 +41,7 @@ void run(TrajectoryCommand& cmd) {
       execution.batch_size,
       cmd.request.classes.empty() ? 0 : static_cast<int64_t>(cmd.request.classes.size()));
   const Pipeline pipeline = open_pipeline(cmd.runtime, cmd.checkpoint, execution);
+  apply_model_defaults(command, pipeline.model(), cmd.request);
   const GenerateRequest request = pipeline.resolve(cmd.request);
   const auto& sampler = request.sampler;
   const auto& classes = request.classes;
@@ -105,7 +106,7 @@ const bool kRegistered = register_command(/*order=*/54, [](CLI::App& app) {
       ->capture_default_str()
       ->check(between(1, 16));
   add_runtime_options(*sub, cmd->runtime);
-  sub->callback([cmd, sub] { run(*cmd); });
+  sub->callback([cmd, sub] { run(*cmd, *sub); });
 });
 
 }  // namespace

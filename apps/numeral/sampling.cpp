@@ -2,10 +2,35 @@
 
 #include <fmt/format.h>
 
+#include "numeral/common/error.h"
 #include "numeral/common/progress.h"
 #include "numeral/common/runtime.h"
 
 namespace numeral::cli {
+
+std::filesystem::path shipped_model(const std::string& file, const std::string& command) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> candidates = {fs::path("models") / file};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    candidates.push_back(exe.parent_path() / "models" / file);
+    candidates.push_back(exe.parent_path().parent_path() / "models" / file);
+  }
+  for (const auto& c : candidates) {
+    if (fs::is_regular_file(c)) return c;
+  }
+  fail(
+      "{}: no --checkpoint and no shipped model at models/{} (looked in the working directory and "
+      "beside the binary)",
+      command, file);
+}
+
+void apply_model_defaults(const CLI::App& command, const TrainedModel& model,
+                          GenerateRequest& request) {
+  const CLI::Option* w = command.get_option_no_throw("--w");
+  if (w == nullptr || w->count() == 0) request.w = model.default_w;
+}
 
 Pipeline open_pipeline(const RuntimeOptions& runtime, const std::string& checkpoint,
                        const ExecutionOptions& execution) {

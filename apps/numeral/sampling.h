@@ -1,5 +1,6 @@
 #pragma once
 // What every generation command (sample, sweep, trajectory) does before it samples.
+#include <filesystem>
 #include <string>
 
 #include "numeral/cli.h"
@@ -7,6 +8,19 @@
 #include "numeral/inference/pipeline.h"
 
 namespace numeral::cli {
+
+// The shipped model `file` in models/, beside the working directory or beside the binary's source
+// tree (build/numeral -> models/); fails naming `command` and where it looked.
+std::filesystem::path shipped_model(const std::string& file, const std::string& command);
+
+// The model `numeral sample` and `numeral serve` use without --checkpoint: the distilled student
+// (4 network calls a digit; models/README.md gives its numbers against the teacher's).
+constexpr const char* kDefaultModel = "mnist-student.safetensors";
+
+// The model's own defaults for the request fields `command`'s flags left out: the guidance weight
+// (TrainedModel::default_w) unless --w was given. Call once the checkpoint is loaded.
+void apply_model_defaults(const CLI::App& command, const TrainedModel& model,
+                          GenerateRequest& request);
 
 // Sets the threads, selects the device and opens `checkpoint` as a Pipeline.
 Pipeline open_pipeline(const RuntimeOptions& runtime, const std::string& checkpoint,

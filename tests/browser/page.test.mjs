@@ -158,6 +158,9 @@ async function main() {
   check(`page loaded; model info: ${info}`);
 
   const student = model.kind === 'student';
+  // The guidance slider starts at the model's own default weight (a student's file names its own).
+  assert.equal(Number(await page.locator('#w').inputValue()), model.defaults.w, 'w starts at the model default');
+  check(`guidance starts at the model's default, w = ${model.defaults.w}`);
   const digitOptions = await page.locator('#digit option').count();
   assert.equal(digitOptions, 1 + model.classes.length, 'digit select has "any" + every class');
   check(`digit select offers any + ${model.classes.length} classes`);

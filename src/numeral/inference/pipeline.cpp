@@ -35,6 +35,12 @@ torch::Device Pipeline::device() const {
   return model_.model->parameters().front().device();
 }
 
+GenerateRequest Pipeline::default_request() const {
+  GenerateRequest r;
+  r.w = model_.default_w;
+  return r;
+}
+
 GenerateRequest Pipeline::resolve(GenerateRequest r) const {
   const int64_t k = num_classes();
   check_rule("per_class", r.per_class, at_least(1));

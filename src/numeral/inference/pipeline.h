@@ -51,6 +51,11 @@ class Pipeline {
   int64_t T() const { return model_.diffusion->T(); }
   int64_t num_classes() const { return model_.config.model.num_classes; }
 
+  // What a request is before the caller sets anything: GenerateRequest's defaults with this
+  // model's own guidance weight (TrainedModel::default_w). Callers start from it (the server's
+  // JSON) or apply it to the fields a user left out (the CLI's flags, apply_model_defaults).
+  GenerateRequest default_request() const;
+
   // The request checked against this model and completed: every class when none is listed, a
   // student's own sampler and steps, w = 0 when unconditional. Throws FieldError naming the
   // request field ("classes", "steps", ...) on the first problem.

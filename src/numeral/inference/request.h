@@ -9,7 +9,8 @@
 
 namespace numeral {
 
-// The guidance weight w used when none is given (numeral sample, trajectory, eval, serve, ...).
+// The guidance weight w used when none is given (numeral sample, trajectory, eval, serve, ...) and
+// the model's file names none of its own (TrainedModel::default_w; a distilled student's does).
 // Chosen by `numeral eval sweep` on the shipped model (README, "Choosing the guidance weight"):
 // w = 0.25 gives the lowest classifier-FID of the sweep and within-class diversity 0.95 of real
 // digits', with an accuracy close to the judge's own on real digits (98.45% against 98.95%);
@@ -41,7 +42,8 @@ void describe(GenerateRequest& r, V& v) {
   v("per_class", r.per_class, "images per class (one grid row each)", at_least(1));
   v("unconditional", r.unconditional, "ignore the labels (the null class); rows are unlabelled");
   v("w", r.w,
-    "classifier-free guidance weight: eps = (1+w) eps(y) - w eps(null); 0 = plain conditional",
+    "classifier-free guidance weight: eps = (1+w) eps(y) - w eps(null); 0 = plain conditional "
+    "(default: the model's own, 0.25 unless its file names another)",
     finite());
   v("seed", r.seed, "same seed, model and request: the same images on any device");
   describe(r.sampler, v);

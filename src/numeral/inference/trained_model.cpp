@@ -1,5 +1,6 @@
 #include "numeral/inference/trained_model.h"
 
+#include <cmath>
 #include <map>
 
 #include "numeral/common/error.h"
@@ -39,6 +40,13 @@ TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device
       fail("{}: corrupt checkpoint: class_names is not a list of strings", m.path.string());
     }
   }
+  if (c.state.contains("default_w")) {
+    const nlohmann::json& w = c.state.at("default_w");
+    NUMERAL_CHECK(w.is_number() && std::isfinite(w.get<double>()),
+                  "{}: corrupt checkpoint: default_w {} is not a finite guidance weight",
+                  m.path.string(), w.dump());
+    m.default_w = w.get<double>();
+  }
   if (c.kind == kStudentKind) {
     m.student_steps = c.state.value("student_steps", int64_t{0});
     NUMERAL_CHECK(m.student_steps >= 1 && m.config.model.guidance_input,
@@ -49,7 +57,8 @@ TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device
 }
 
 TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
-                                 const std::string& dtype) {
+                                 const ExportOptions& options) {
+  const std::string& dtype = options.dtype;
   const std::map<std::string, torch::ScalarType> kDtypes = {
       {"float32", torch::kFloat}, {"float16", torch::kHalf}, {"bfloat16", torch::kBFloat16}};
   NUMERAL_CHECK(kDtypes.count(dtype), "export dtype {}: expected float32, float16 or bfloat16",
@@ -64,8 +73,13 @@ TrainedModel export_for_sampling(const std::filesystem::path& from, const std::f
                 {"history", full.state.value("history", nlohmann::json::array())},
                 {"exported_from", source.path.string()},
                 {"weights_dtype", dtype}};
-  for (const char* key : {"val_fingerprint", "train_fingerprint", "student_steps", "class_names"}) {
+  for (const char* key :
+       {"val_fingerprint", "train_fingerprint", "student_steps", "class_names", "default_w"}) {
     if (full.state.contains(key)) slim.state[key] = full.state[key];
+  }
+  if (options.default_w) {
+    check_rule("default_w", *options.default_w, finite());
+    slim.state["default_w"] = *options.default_w;
   }
   for (const auto& [name, tensor] : full.tensors) {
     if (name.rfind("ema.", 0) == 0) {

@@ -6,9 +6,11 @@
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "numeral/diffusion/gaussian_diffusion.h"
+#include "numeral/inference/request.h"
 #include "numeral/inference/run_config.h"
 #include "numeral/model/unet.h"
 
@@ -26,6 +28,10 @@ struct TrainedModel {
   nlohmann::json state;  // step, history, ...
   std::filesystem::path path;
   int64_t student_steps = 0;  // a distilled student's sampling steps; 0 for a trained model
+  // The guidance weight a request gets when it names none: the file's own (state "default_w",
+  // written by `numeral model export --default-w`, chosen by `numeral eval sweep` for that model),
+  // else kDefaultGuidance.
+  double default_w = kDefaultGuidance;
   // Its classes' names, in label order: from its data (stored in the checkpoint), or
   // default_class_names for a file from before names were stored.
   std::vector<std::string> class_names;
@@ -36,12 +42,18 @@ struct TrainedModel {
 TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device,
                                 bool ema = true);
 
-// Writes a sampling-only copy of a diffusion checkpoint to `to`: the EMA weights (as `dtype`:
-// float32, float16 or bfloat16), a learned schedule, the config, the step, the history and the
-// data fingerprints; no raw weights, optimiser or RNG state (about a quarter of a checkpoint in
-// float32). Checks that the copy loads, and returns the source as loaded.
+// How `numeral model export` writes its copy.
+struct ExportOptions {
+  std::string dtype = "float32";    // the weights as float32, float16 or bfloat16
+  std::optional<double> default_w;  // the copy's default guidance weight; none: the source's
+};
+
+// Writes a sampling-only copy of a diffusion checkpoint to `to`: the EMA weights (as
+// options.dtype), a learned schedule, the config, the step, the history, the data fingerprints and
+// the default guidance weight; no raw weights, optimiser or RNG state (about a quarter of a
+// checkpoint in float32). Checks that the copy loads, and returns the source as loaded.
 TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
-                                 const std::string& dtype = "float32");
+                                 const ExportOptions& options = {});
 
 // A ModelFn returning predicted noise from a model, whatever it was trained to predict. A student
 // (config.guidance_input) is given the guidance weight `guidance` on every call; a trained model

@@ -131,7 +131,7 @@ GenerateRequest parse_generate_request(const std::string& body, const Pipeline& 
     j.erase("format");
   }
   if (format) *format = fmt_name;
-  GenerateRequest request;
+  GenerateRequest request = pipeline.default_request();
   fields_from_json(j, request, {"request"});
   NUMERAL_FIELD_CHECK(request.sampler.steps <= options.max_steps, "steps",
                       "steps {}: at most {} on this server", request.sampler.steps,
@@ -229,7 +229,7 @@ struct Server::Impl {
             {"device", pipeline.device().str()},
             {"config", m.config},
             {"training", training},
-            {"defaults", fields_to_json(GenerateRequest{})},
+            {"defaults", fields_to_json(pipeline.default_request())},
             {"limits",
              {{"max_images", options.max_images},
               {"max_per_class", options.max_images},
