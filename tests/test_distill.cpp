@@ -339,6 +339,8 @@ TEST(DistillCli, EvalReportsNameTheStudentsOwnSampler) {
   const auto report = nlohmann::json::parse(read_file(dir / "sweep" / "sweep.json"));
   EXPECT_EQ(report.at("data").at("sampler"), "ddim") << report.dump();
   EXPECT_EQ(report.at("data").at("steps"), 2) << report.dump();
+  EXPECT_EQ(report.at("data").at("default_w"), kDefaultGuidance) << report.dump();
+  EXPECT_TRUE(contains(sweep.out, "default w: 0.25, what sample, eval and serve use")) << sweep.out;
 }
 
 TEST(DistillConfig, RejectsBadValues) {

@@ -434,10 +434,14 @@ void run_sweep(SweepCommand& cmd) {
       rows, l.real,
       {{"generation", fmt::format("{} digits per w from {}, sampler {} ({} steps), seed {}",
                                   with_commas(cmd.samples), l.model->path.string(), used.name,
-                                  used.resolved_steps(l.model->diffusion->T()), c.request.seed)}});
+                                  used.resolved_steps(l.model->diffusion->T()), c.request.seed)},
+       {"default w", fmt::format("{:g}, what sample, eval and serve use without --w (the model's "
+                                 "file names it with `numeral model export --default-w`)",
+                                 l.model->default_w)}});
   report.images = {{"sweep", "sweep.png"}};
   report.data.update(generation_context(c, l));
   report.data["samples"] = cmd.samples;
+  report.data["default_w"] = l.model->default_w;
   write_png(dir / "sweep.png", sweep_plot(rows, l.real));
   write_file_atomic(dir / "sweep.json", render_json(report).dump(2) + "\n");
   write_file_atomic(dir / "sweep.md", render_markdown(report));
