@@ -55,8 +55,9 @@ template <class V>
 void describe(SamplerOptions& s, V& v) {
   v("sampler", s.name,
     "ddpm (ancestral; Ho et al. 2020), ddim (Song et al. 2021) or dpm++2m "
-    "(DPM-Solver++(2M); Lu et al. 2022)");
-  v("steps", s.steps, "model evaluations (default: T for ddpm, 25 for ddim and dpm++2m)",
+    "(DPM-Solver++(2M); Lu et al. 2022); a distilled student runs only its own ddim steps");
+  v("steps", s.steps,
+    "model evaluations (default: T for ddpm, 25 for ddim and dpm++2m, a student's own)",
     Rule{[](double n) {
       return n >= 1 ? std::string()
                     : "expected at least 1 (leave it out for the sampler's default)";
