@@ -15,7 +15,12 @@ mkdir -p out
   --grid out/samples-w0.png
 ./build/numeral sample --checkpoint models/mnist.safetensors --per-digit 10 \
   --grid out/samples.png
+# The fast default: without --checkpoint, the shipped 4-step student at its own guidance weight
+# (w = 0.15): 10,000 digits as MNIST IDX files (about 40 s on two cores), and a grid.
+./build/numeral sample --per-digit 1000 --idx out/train --overwrite
+./build/numeral sample --per-digit 10 --grid out/samples-student.png
 ./build/numeral noise --data mnist --digit 3,5,8 -o out/noise.png
 ./build/numeral trajectory --checkpoint models/mnist.safetensors \
   -o out/trajectory.png --gif out/trajectory.gif
-echo "demo: pictures in ./out (real-grid.png, samples-w0.png, samples.png, noise.png, trajectory.png/.gif)"
+echo "demo: pictures in ./out (real-grid.png, samples-w0.png, samples.png, samples-student.png, noise.png,"
+echo "      trajectory.png/.gif) and 10,000 student digits as IDX (out/train-images-idx3-ubyte, -labels-)"

@@ -692,6 +692,9 @@ TEST_F(Cli, TheModelsOwnGuidanceWeightIsTheDefault) {
                                 checkpoint_, own.string()));
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("default w = 0.6,"), std::string::npos) << r.out;
+  r = run(fmt::format("model summary --checkpoint '{}'", own.string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("default guidance weight: w = 0.6\n"), std::string::npos) << r.out;
   const std::string request = "--digit 3,5 --per-digit 2 --sampler ddim --steps 2 --threads 1";
   r = run(fmt::format("sample --checkpoint '{}' {} --idx '{}'", own.string(), request,
                       (out / "own").string()));

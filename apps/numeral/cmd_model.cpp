@@ -35,6 +35,10 @@ const bool kRegistered = register_command(/*order=*/40, [](CLI::App& app) {
     if (!cmd->checkpoint.empty()) {
       TrainedModel trained = load_trained_model(cmd->checkpoint, torch::kCPU);
       fmt::print("{}", model_summary(trained.model));
+      if (trained.student_steps > 0) {
+        fmt::print("distilled student: ddim, {} steps\n", trained.student_steps);
+      }
+      fmt::print("default guidance weight: w = {:g}\n", trained.default_w);
       return;
     }
     UNet unet(cmd->config);
