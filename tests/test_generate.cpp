@@ -739,6 +739,30 @@ TEST_F(Cli, TheModelsOwnGuidanceWeightIsTheDefault) {
       << r.out;
 }
 
+// `sample` and `serve` without --checkpoint need the shipped student in ./models or beside the
+// binary; a binary that has neither says where it looked, in one line, and writes nothing.
+TEST_F(Cli, WithoutACheckpointOrAShippedModelTheCommandSaysWhereItLooked) {
+  const TempDir alone;
+  fs::create_directories(alone / "bin");
+  fs::copy_file(NUMERAL_CLI_PATH, alone / "bin" / "numeral");
+  for (const std::string command : {"sample --digit 1", "serve --port 0"}) {
+    const std::string line = fmt::format("cd '{}' && ./bin/numeral {} >out.txt 2>err.txt",
+                                         alone.path().string(), command);
+    const int status = std::system(line.c_str());
+    ASSERT_TRUE(WIFEXITED(status)) << command;
+    EXPECT_EQ(WEXITSTATUS(status), 1) << command;
+    const std::string err = read_bytes(alone / "err.txt");
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    const std::string verb = command.substr(0, command.find(' '));
+    EXPECT_NE(err.find(verb + ": no --checkpoint and no shipped model at "
+                              "models/mnist-student.safetensors (looked in the working directory "
+                              "and beside the binary)"),
+              std::string::npos)
+        << err;
+  }
+  EXPECT_FALSE(fs::exists(alone / "samples.png"));
+}
+
 TEST_F(Cli, TrajectorySweepNoiseAndPlotWritePictures) {
   const fs::path out = dir() / "pictures";
   CliResult r = run(fmt::format(
