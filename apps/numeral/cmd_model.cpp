@@ -62,10 +62,10 @@ const bool kRegistered = register_command(/*order=*/40, [](CLI::App& app) {
   exporter->callback([cmd, default_w] {
     if (default_w->count() > 0) cmd->exported.default_w = cmd->default_w;
     const auto source = export_for_sampling(cmd->checkpoint, cmd->out, cmd->exported);
-    const TrainedModel copy = load_trained_model(cmd->out, torch::kCPU);
     fmt::print("{}: EMA weights of {} (step {}) as {}, default w = {:g}, {:.2f} MB\n", cmd->out,
                source.path.string(), source.state.value("step", int64_t{0}), cmd->exported.dtype,
-               copy.default_w, std::filesystem::file_size(cmd->out) / 1e6);
+               cmd->exported.default_w.value_or(source.default_w),
+               std::filesystem::file_size(cmd->out) / 1e6);
   });
 });
 

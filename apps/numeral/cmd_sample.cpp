@@ -40,8 +40,7 @@ void run(SampleCommand& cmd, CLI::App& app) {
   InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   NUMERAL_CHECK(!(cmd.request.unconditional && app.count("--w")),
                 "--w needs class labels; drop it with --unconditional");
-  const std::string checkpoint =
-      cmd.checkpoint.empty() ? shipped_model(kDefaultModel, "sample").string() : cmd.checkpoint;
+  const std::string checkpoint = checkpoint_or_default(cmd.checkpoint, "sample");
   const Pipeline pipeline = open_pipeline(cmd.runtime, checkpoint, cmd.execution);
   apply_model_defaults(app, pipeline.model(), cmd.request);
   const GenerateRequest request = pipeline.resolve(cmd.request);

@@ -5,7 +5,6 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include <filesystem>
 #include <optional>
 #include <thread>
 
@@ -21,8 +20,6 @@
 
 namespace numeral::cli {
 namespace {
-
-namespace fs = std::filesystem;
 
 struct ServeCommand {
   RuntimeOptions runtime;
@@ -51,8 +48,7 @@ void run(ServeCommand& cmd) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  const std::string checkpoint =
-      cmd.checkpoint.empty() ? shipped_model(kDefaultModel, "serve").string() : cmd.checkpoint;
+  const std::string checkpoint = checkpoint_or_default(cmd.checkpoint, "serve");
   ExecutionOptions execution;
   execution.batch_size = cmd.server.max_images;  // any request, or several sharing, is one batch
   Pipeline pipeline = open_pipeline(cmd.runtime, checkpoint, execution);

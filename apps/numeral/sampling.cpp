@@ -2,14 +2,19 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+#include <vector>
+
 #include "numeral/common/error.h"
 #include "numeral/common/progress.h"
 #include "numeral/common/runtime.h"
 
 namespace numeral::cli {
 
-std::filesystem::path shipped_model(const std::string& file, const std::string& command) {
+std::string checkpoint_or_default(const std::string& checkpoint, const std::string& command) {
   namespace fs = std::filesystem;
+  if (!checkpoint.empty()) return checkpoint;
+  const std::string file = "mnist-student.safetensors";
   std::vector<fs::path> candidates = {fs::path("models") / file};
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
@@ -18,7 +23,7 @@ std::filesystem::path shipped_model(const std::string& file, const std::string& 
     candidates.push_back(exe.parent_path().parent_path() / "models" / file);
   }
   for (const auto& c : candidates) {
-    if (fs::is_regular_file(c)) return c;
+    if (fs::is_regular_file(c)) return c.string();
   }
   fail(
       "{}: no --checkpoint and no shipped model at models/{} (looked in the working directory and "

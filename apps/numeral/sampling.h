@@ -1,6 +1,5 @@
 #pragma once
 // What every generation command (sample, sweep, trajectory) does before it samples.
-#include <filesystem>
 #include <string>
 
 #include "numeral/cli.h"
@@ -9,13 +8,11 @@
 
 namespace numeral::cli {
 
-// The shipped model `file` in models/, beside the working directory or beside the binary's source
-// tree (build/numeral -> models/); fails naming `command` and where it looked.
-std::filesystem::path shipped_model(const std::string& file, const std::string& command);
-
-// The model `numeral sample` and `numeral serve` use without --checkpoint: the distilled student
-// (4 network calls a digit; models/README.md gives its numbers against the teacher's).
-constexpr const char* kDefaultModel = "mnist-student.safetensors";
+// The checkpoint `command` (sample, serve) opens: `checkpoint` (its --checkpoint) when given, else
+// the shipped student models/mnist-student.safetensors (4 network calls a digit; models/README.md
+// gives its numbers against the teacher's), looked for beside the working directory and beside the
+// binary's source tree (build/numeral -> models/); fails naming `command` and where it looked.
+std::string checkpoint_or_default(const std::string& checkpoint, const std::string& command);
 
 // The model's own defaults for the request fields `command`'s flags left out: the guidance weight
 // (TrainedModel::default_w) unless --w was given. Call once the checkpoint is loaded.

@@ -63,6 +63,7 @@ TrainedModel export_for_sampling(const std::filesystem::path& from, const std::f
       {"float32", torch::kFloat}, {"float16", torch::kHalf}, {"bfloat16", torch::kBFloat16}};
   NUMERAL_CHECK(kDtypes.count(dtype), "export dtype {}: expected float32, float16 or bfloat16",
                 dtype);
+  if (options.default_w) check_rule("default_w", *options.default_w, finite());
   TrainedModel source = load_trained_model(from, torch::kCPU);
   const Checkpoint full =
       load_checkpoint(source.path, std::vector<std::string>{kDiffusionKind, kStudentKind});
@@ -77,10 +78,7 @@ TrainedModel export_for_sampling(const std::filesystem::path& from, const std::f
        {"val_fingerprint", "train_fingerprint", "student_steps", "class_names", "default_w"}) {
     if (full.state.contains(key)) slim.state[key] = full.state[key];
   }
-  if (options.default_w) {
-    check_rule("default_w", *options.default_w, finite());
-    slim.state["default_w"] = *options.default_w;
-  }
+  if (options.default_w) slim.state["default_w"] = *options.default_w;
   for (const auto& [name, tensor] : full.tensors) {
     if (name.rfind("ema.", 0) == 0) {
       const bool weights = tensor.is_floating_point();
