@@ -226,6 +226,32 @@ TEST(Student, SamplesWithOneCallPerStepOnItsTrailingGrid) {
   const auto images = generate(student.model, student.diffusion, labels, counted);
   EXPECT_EQ(images.sizes(), (std::vector<int64_t>{3, 1, 28, 28}));
   EXPECT_EQ(visited, (std::vector<int64_t>{19, 9}));  // trailing grid of 2 steps for T = 20
+  // Guidance in an interval: the student given w at the steps inside it, w = 0 at the others (one
+  // call per step either way). The guidance embedding is randomised so that w changes the output.
+  {
+    torch::NoGradGuard randomise;
+    for (auto& p : student.model->named_parameters()) {
+      if (p.key().rfind("guidance_embed", 0) == 0) p.value().normal_(0, 1);
+    }
+  }
+  const auto student_eps = [&](double w, const torch::Tensor& time) {
+    return student.diffusion->predict_eps(
+        [&](const torch::Tensor& in, const torch::Tensor& tt, const torch::Tensor& y) {
+          return student.model->forward(in, tt, y, torch::full({in.size(0)}, w));
+        },
+        x, time, labels);
+  };
+  GenerateOptions interval = o;
+  interval.guidance_interval = {10, 18};
+  const Denoiser within = guided_denoiser(student.model, student.diffusion, labels, interval);
+  ASSERT_FALSE(torch::allclose(student_eps(1.5, t), student_eps(0, t), 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(within(x, t), student_eps(0, t), 1e-6, 1e-6));  // t = 19: outside
+  const auto t15 = longs({15, 15, 15});
+  EXPECT_TRUE(torch::allclose(within(x, t15), student_eps(1.5, t15), 1e-6, 1e-6));
+  GenerateOptions unguided = o;
+  unguided.guidance = 0;
+  EXPECT_TRUE(torch::equal(generate(student.model, student.diffusion, labels, interval),
+                           generate(student.model, student.diffusion, labels, unguided)));
   // Anything but its own sampler is refused with what was asked.
   GenerateOptions other = requested;
   other.sampler.name = SamplerName::dpmpp_2m;

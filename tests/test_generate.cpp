@@ -261,6 +261,46 @@ TEST(Guidance, FormulaAndOneBatchedForward) {
   EXPECT_TRUE(torch::equal(calls[0], labels));
 }
 
+TEST(Guidance, OnlyWithinItsInterval) {
+  std::vector<int64_t> sizes;  // images of each forward pass
+  // A fake model whose "noise" is the label: eps(y) = y, eps(null) = -1.
+  const ModelFn fake = [&](const torch::Tensor& x, const torch::Tensor&, const torch::Tensor& y) {
+    sizes.push_back(y.size(0));
+    return y.to(torch::kFloat).view({-1, 1, 1, 1}).expand(x.sizes()).clone();
+  };
+  const auto labels = torch::tensor({3, 7}, torch::kLong);
+  const auto x = torch::zeros({2, 1, 2, 2});
+  const double w = 1.5;
+  const auto denoiser = classifier_free_guidance(fake, labels, w, GuidanceInterval{2, 5});
+  const auto at = [&](std::vector<int64_t> t) {
+    sizes.clear();
+    return denoiser(x, torch::tensor(t, torch::kLong)).select(1, 0).select(1, 0).select(1, 0);
+  };
+  const auto guided = torch::tensor({2.5 * 3 + 1.5, 2.5 * 7 + 1.5});  // (1 + w) y + w
+  const auto plain = torch::tensor({3.0, 7.0});                       // y
+  for (const int64_t t : {2, 3, 5}) {  // inside, both ends included: one pass of 2B
+    EXPECT_TRUE(torch::allclose(at({t, t}), guided)) << t;
+    EXPECT_EQ(sizes, (std::vector<int64_t>{4})) << t;
+  }
+  for (const int64_t t : {0, 1, 6, 9}) {  // outside: the conditional model alone, one pass of B
+    EXPECT_TRUE(torch::allclose(at({t, t}), plain)) << t;
+    EXPECT_EQ(sizes, (std::vector<int64_t>{2})) << t;
+  }
+  EXPECT_TRUE(torch::allclose(at({1, 4}), torch::tensor({3.0, 2.5 * 7 + 1.5})));  // per image
+
+  EXPECT_TRUE(GuidanceInterval::of({}).every_step());
+  EXPECT_TRUE(GuidanceInterval::of({}).bounds().empty());
+  const GuidanceInterval i = GuidanceInterval::of({2, 5});
+  EXPECT_EQ(i.t_min, 2);
+  EXPECT_EQ(i.t_max, 5);
+  EXPECT_EQ(i.bounds(), (std::vector<int64_t>{2, 5}));
+  EXPECT_TRUE(GuidanceInterval::of({4, 4}).contains(4));
+  EXPECT_ERROR(GuidanceInterval::of({3}), "w_interval 3: expected two timesteps t_min,t_max");
+  EXPECT_ERROR(GuidanceInterval::of({5, 2}), "w_interval 5,2: expected two timesteps");
+  EXPECT_ERROR(GuidanceInterval::of({1, 2, 3}), "w_interval 1,2,3");
+  EXPECT_ERROR(GuidanceInterval::of({-1, 4}), "with 0 <= t_min <= t_max");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Seeding: generate() and the batch-by-batch path.
 
@@ -304,6 +344,44 @@ TEST(Generate, BatchesMatchGenerate) {
   EXPECT_TRUE(torch::equal(torch::cat(parts), whole));
   EXPECT_TRUE(torch::equal(generate_batch(m.model, m.diffusion, labels.slice(0, 3, 6), o, 1),
                            whole.slice(0, 3, 6)));
+}
+
+TEST(Generate, AGuidanceIntervalOfEveryStepChangesNothingAndOneOfNoStepIsW0) {
+  const TinyModel m = tiny_model();
+  const auto labels = torch::tensor({1, 4, 7}, torch::kLong);
+  GenerateOptions o = fast_options(5);
+  o.sampler.name = SamplerName::ddim;
+  o.sampler.steps = 2;
+  o.sampler.spacing = Spacing::trailing;  // t = 9, 4 for T = 10
+  o.guidance = 2.0;
+  const auto guided = generate(m.model, m.diffusion, labels, o);
+  GenerateOptions unguided = o;
+  unguided.guidance = 0;
+  const auto plain = generate(m.model, m.diffusion, labels, unguided);
+  ASSERT_FALSE(torch::allclose(guided, plain));
+  o.guidance_interval = {0, 9};
+  EXPECT_TRUE(torch::equal(generate(m.model, m.diffusion, labels, o), guided));
+  o.guidance_interval = {5, 8};  // between the two steps
+  EXPECT_TRUE(torch::equal(generate(m.model, m.diffusion, labels, o), plain));
+  o.guidance_interval = {9, 9};  // the first step only
+  const auto first_only = generate(m.model, m.diffusion, labels, o);
+  EXPECT_FALSE(torch::allclose(first_only, guided));
+  EXPECT_FALSE(torch::allclose(first_only, plain));
+  // The request field: checked against the model's timesteps, dropped where nothing is guided.
+  const Pipeline p = pipeline_of(m, o);
+  GenerateRequest r = request_of(o);
+  EXPECT_EQ(r.w_interval, (std::vector<int64_t>{9, 9}));
+  EXPECT_EQ(p.resolve(r).w_interval, (std::vector<int64_t>{9, 9}));
+  r.w_interval = {2, 10};
+  EXPECT_ERROR(p.resolve(r), "w_interval 2,10: t_max is past this model's last timestep (9)");
+  r.w_interval = {7};
+  EXPECT_ERROR(p.resolve(r), "w_interval 7: expected two timesteps");
+  r.w_interval = {2, 6};
+  r.w = 0;
+  EXPECT_TRUE(p.resolve(r).w_interval.empty());
+  GenerateRequest a = request_of(o), b = a;
+  b.w_interval = {0, 9};
+  EXPECT_FALSE(Pipeline::can_share_batch(p.resolve(a), p.resolve(b)));
 }
 
 TEST(Generate, ForwardBatchChangesTheSpeedNotTheImages) {
@@ -985,6 +1063,8 @@ TEST_F(Cli, BadArgumentsGiveOneLineAndNonZeroExit) {
       {"sweep " + ck + " --steps 0", "--steps: expected at least 1 (leave it out"},
       {"sample " + ck + " --forward-batch -1", "--forward-batch"},
       {"sample " + ck + " --batch-size 0", "--batch-size"},
+      {"sample " + ck + " --w-interval 6,2", "--w-interval 6,2: expected two timesteps"},
+      {"sample " + ck + " --w-interval 2,10", "--w-interval 2,10: t_max is past"},
       {"noise --checkpoint '" + (dir() / "nope").string() + "'", "no such checkpoint"},
       {"noise " + ck + " --schedule linear", "--schedule"},
       {"noise --fractions 0,1.5", "--fractions"},

@@ -233,6 +233,7 @@ nlohmann::json generation_context(const EvalCommon& c, const Loaded& l) {
     j["eta"] = s.eta;
     j["clip_x0"] = s.clip_x0;
     j["seed"] = c.request.seed;
+    if (!c.request.w_interval.empty()) j["w_interval"] = c.request.w_interval;
     j["training_step"] = l.model->state.value("step", int64_t{0});
   }
   j["device"] = l.device.str();
@@ -432,9 +433,14 @@ void run_sweep(SweepCommand& cmd) {
   const SamplerOptions used = sampler_used(*l.model, c.generate());
   Report report = sweep_report(
       rows, l.real,
-      {{"generation", fmt::format("{} digits per w from {}, sampler {} ({} steps), seed {}",
-                                  with_commas(cmd.samples), l.model->path.string(), used.name,
-                                  used.resolved_steps(l.model->diffusion->T()), c.request.seed)},
+      {{"generation",
+        fmt::format("{} digits per w from {}, sampler {} ({} steps), seed {}{}",
+                    with_commas(cmd.samples), l.model->path.string(), used.name,
+                    used.resolved_steps(l.model->diffusion->T()), c.request.seed,
+                    c.request.w_interval.empty()
+                        ? ""
+                        : fmt::format(", guided only at t {}..{}", c.request.w_interval[0],
+                                      c.request.w_interval[1]))},
        {"default w", fmt::format("{:g}, what sample, eval and serve use without --w (the model's "
                                  "file names it with `numeral model export --default-w`)",
                                  l.model->default_w)}});

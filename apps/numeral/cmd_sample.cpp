@@ -77,7 +77,7 @@ void run(SampleCommand& cmd, CLI::App& app) {
   const int64_t T = pipeline.T();
   const int64_t steps = sampler.resolved_steps(T);
   const std::string what =
-      unconditional ? "unconditional" : fmt::format("w={}", format_weight(request.w));
+      unconditional ? "unconditional" : format_guidance(request.w, request.w_interval);
   fmt::print("numeral sample  checkpoint {}  device {}\n", trained.path.string(),
              pipeline.device().str());
   fmt::print("  sampler {}, {} steps (T = {}), {}, seed {}: {} images ({} per {})\n", sampler.name,

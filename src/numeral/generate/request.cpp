@@ -37,4 +37,10 @@ std::string format_weight(double w) {
   return fmt::format("{:g}", w);
 }
 
+std::string format_guidance(double w, const std::vector<int64_t>& w_interval) {
+  std::string text = "w=" + format_weight(w);
+  if (w_interval.size() == 2) text += fmt::format(" at t {}..{}", w_interval[0], w_interval[1]);
+  return text;
+}
+
 }  // namespace numeral

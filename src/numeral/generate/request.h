@@ -22,4 +22,7 @@ int64_t request_size(int64_t per_class, int64_t rows, const std::string& flag);
 // A guidance weight for labels and messages: "0", "0.5", "2".
 std::string format_weight(double w);
 
+// A request's guidance for headers and reports: "w=0.5", or "w=0.5 at t 10..70" with a w_interval.
+std::string format_guidance(double w, const std::vector<int64_t>& w_interval);
+
 }  // namespace numeral

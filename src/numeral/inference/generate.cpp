@@ -23,6 +23,7 @@ GenerateOptions generate_options(const GenerateRequest& request,
   GenerateOptions o;
   o.sampler = request.sampler;
   o.guidance = request.w;
+  o.guidance_interval = GuidanceInterval::of(request.w_interval);
   o.seed = request.seed;
   o.batch_size = execution.batch_size;
   o.forward_batch = execution.forward_batch;
@@ -34,6 +35,7 @@ GenerateRequest request_of(const GenerateOptions& options) {
   r.sampler = options.sampler;
   r.sampler.on_step = nullptr;
   r.w = options.guidance;
+  r.w_interval = options.guidance_interval.bounds();
   r.seed = options.seed;
   return r;
 }
@@ -72,15 +74,25 @@ GenerateOptions options_for(const TrainedModel& model, GenerateOptions requested
 
 Denoiser guided_denoiser(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
                          const torch::Tensor& labels, const GenerateOptions& options) {
-  const ModelFn eps = sampling_model(model, std::move(diffusion), options);
   if (!model->config().guidance_input) {
-    return classifier_free_guidance(eps, labels, options.guidance);
+    return classifier_free_guidance(sampling_model(model, diffusion, options), labels,
+                                    options.guidance, options.guidance_interval);
   }
   check_rule("w", options.guidance, finite());
   NUMERAL_CHECK(options.sampler.spacing == Spacing::trailing,
                 "generate: a distilled student samples on its trailing grid (see options_for)");
-  return
-      [eps, labels](const torch::Tensor& x, const torch::Tensor& t) { return eps(x, t, labels); };
+  const auto with_w = [&](double w) -> Denoiser {  // the student given w on every call
+    GenerateOptions o = options;
+    o.guidance = w;
+    const ModelFn student = sampling_model(model, diffusion, o);
+    return [student, labels](const torch::Tensor& x, const torch::Tensor& t) {
+      return student(x, t, labels);
+    };
+  };
+  if (options.guidance_interval.every_step() || options.guidance == 0) {
+    return with_w(options.guidance);
+  }
+  return within_interval(with_w(options.guidance), with_w(0), options.guidance_interval);
 }
 
 torch::Tensor generate_batch(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,

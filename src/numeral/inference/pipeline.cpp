@@ -63,7 +63,12 @@ GenerateRequest Pipeline::resolve(GenerateRequest r) const {
                       "an IDX file can count)",
                       r.per_class, with_commas(kMaxRequestImages / rows), rows,
                       rows == 1 ? "" : "s", with_commas(kMaxRequestImages));
-  if (r.unconditional) r.w = 0;  // the null label has nothing to guide toward
+  const GuidanceInterval interval = GuidanceInterval::of(r.w_interval);
+  NUMERAL_FIELD_CHECK(interval.every_step() || interval.t_max < T(), "w_interval",
+                      "w_interval {}: t_max is past this model's last timestep ({})",
+                      field_value_text(r.w_interval), T() - 1);
+  if (r.unconditional) r.w = 0;        // the null label has nothing to guide toward
+  if (r.w == 0) r.w_interval.clear();  // nothing to apply in an interval
   GenerateOptions o;
   o.sampler = r.sampler;
   o.guidance = r.w;
@@ -133,7 +138,8 @@ torch::Tensor Pipeline::generate_labels(const torch::Tensor& labels, const Gener
 bool Pipeline::can_share_batch(const GenerateRequest& a, const GenerateRequest& b) {
   const SamplerOptions &x = a.sampler, &y = b.sampler;
   return x.name == y.name && x.steps == y.steps && x.eta == y.eta && x.variance == y.variance &&
-         x.spacing == y.spacing && x.clip_x0 == y.clip_x0 && a.w == b.w;
+         x.spacing == y.spacing && x.clip_x0 == y.clip_x0 && a.w == b.w &&
+         a.w_interval == b.w_interval;
 }
 
 std::vector<torch::Tensor> Pipeline::generate_together(const std::vector<GenerateRequest>& requests,

@@ -27,6 +27,7 @@ struct GenerateRequest {
   int64_t per_class = 8;
   bool unconditional = false;  // the null label for every image (rows unlabelled, w unused)
   double w = kDefaultGuidance;
+  std::vector<int64_t> w_interval;  // guidance only at timesteps t_min <= t <= t_max; empty: all
   uint64_t seed = 0;
   SamplerOptions sampler;
 
@@ -45,6 +46,10 @@ void describe(GenerateRequest& r, V& v) {
     "classifier-free guidance weight: eps = (1+w) eps(y) - w eps(null); 0 = plain conditional "
     "(default: the model's own, 0.25 unless its file names another)",
     finite());
+  v("w_interval", r.w_interval,
+    "guide only at timesteps t_min <= t <= t_max, e.g. 10,70 (t counts down from T-1, pure noise, "
+    "to 0); other steps call the model once, unguided (default: every step)",
+    at_least(0));
   v("seed", r.seed, "same seed, model and request: the same images on any device");
   describe(r.sampler, v);
 }
