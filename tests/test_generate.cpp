@@ -61,13 +61,29 @@ TinyModel tiny_model(uint64_t init_seed = 0) {
   return m;
 }
 
-// The tiny model behind the inference API, executed as `o` says.
-Pipeline pipeline_of(const TinyModel& m, const GenerateOptions& o) {
+// The tiny model as the inference API loads a model.
+TrainedModel trained_of(const TinyModel& m, const std::string& path = "tiny") {
   TrainedModel trained;
   trained.config = tiny_config();
   trained.model = m.model;
   trained.diffusion = m.diffusion;
-  return Pipeline(trained, execution_of(o));
+  trained.path = path;
+  return trained;
+}
+
+// A freshly initialised model of config `c` as the inference API loads a model.
+TrainedModel trained_with(const RunConfig& c, const std::string& path) {
+  TrainedModel trained;
+  trained.config = c;
+  trained.model = UNet(c.model);
+  trained.diffusion = std::make_shared<GaussianDiffusion>(c.diffusion, torch::kCPU);
+  trained.path = path;
+  return trained;
+}
+
+// The tiny model behind the inference API, executed as `o` says.
+Pipeline pipeline_of(const TinyModel& m, const GenerateOptions& o) {
+  return Pipeline(trained_of(m), execution_of(o));
 }
 
 // One image of each of `classes`, sampled as `o` says.
@@ -344,6 +360,87 @@ TEST(Generate, BatchesMatchGenerate) {
   EXPECT_TRUE(torch::equal(torch::cat(parts), whole));
   EXPECT_TRUE(torch::equal(generate_batch(m.model, m.diffusion, labels.slice(0, 3, 6), o, 1),
                            whole.slice(0, 3, 6)));
+}
+
+TEST(Guidance, AutoguidanceAgainstAWeakerModelAloneAndWithClassifierFreeGuidance) {
+  std::vector<std::pair<char, int64_t>> calls;  // which model, images
+  // Fake models: the main one's "noise" is the label (the null label -1), the guide's twice that.
+  const auto fake = [&](char which, double scale) -> ModelFn {
+    return [&calls, which, scale](const torch::Tensor& x, const torch::Tensor&,
+                                  const torch::Tensor& y) {
+      calls.emplace_back(which, y.size(0));
+      return (scale * y.to(torch::kFloat)).view({-1, 1, 1, 1}).expand(x.sizes()).clone();
+    };
+  };
+  const auto labels = torch::tensor({3, 7}, torch::kLong);
+  const auto x = torch::zeros({2, 1, 2, 2});
+  const auto t = torch::full({2}, 4, torch::kLong);
+  const auto value = [](const torch::Tensor& eps) { return eps.flatten(1).select(1, 0); };
+  using Calls = std::vector<std::pair<char, int64_t>>;
+  // Autoguidance alone: y + 1.5 (y - 2y) = -0.5 y; one call of B of each model.
+  auto eps = classifier_free_guidance(fake('m', 1), labels, 0.0, {}, {fake('g', 2), 1.5})(x, t);
+  EXPECT_TRUE(torch::allclose(value(eps), torch::tensor({-0.5 * 3, -0.5 * 7})));
+  EXPECT_EQ(calls, (Calls{{'m', 2}, {'g', 2}}));
+  // With classifier-free guidance: y + 1 (y - (-1)) + 1.5 (y - 2y) = 0.5 y + 1; 2B, then B.
+  calls.clear();
+  eps = classifier_free_guidance(fake('m', 1), labels, 1.0, {}, {fake('g', 2), 1.5})(x, t);
+  EXPECT_TRUE(torch::allclose(value(eps), torch::tensor({0.5 * 3 + 1, 0.5 * 7 + 1})));
+  EXPECT_EQ(calls, (Calls{{'m', 4}, {'g', 2}}));
+  // Outside the interval: the model alone.
+  calls.clear();
+  classifier_free_guidance(fake('m', 1), labels, 1.0, GuidanceInterval{5, 9}, {fake('g', 2), 1.5})(
+      x, t);
+  EXPECT_EQ(calls, (Calls{{'m', 2}}));
+  EXPECT_ERROR(classifier_free_guidance(fake('m', 1), labels, 0.0, {}, {nullptr, 1.0}),
+               "autoguidance weight 1 without a guide model");
+  EXPECT_THROW(
+      classifier_free_guidance(fake('m', 1), labels, 0.0, {}, {fake('g', 2), std::nan("")}), Error);
+}
+
+TEST(Generate, AModelAutoguidedByItselfSamplesAsUnguidedAndGuidesMustMatch) {
+  const TinyModel m = tiny_model(), other = tiny_model(/*init_seed=*/3);
+  GenerateOptions o = fast_options(5);
+  o.guidance = 0;
+  o.w_guide = 2.0;
+  GenerateRequest r = request_of(o);
+  r.classes = {1, 4, 7};
+  r.per_class = 1;
+  TrainedModel self = trained_of(m);
+  attach_guide(self, trained_of(m, "tiny-guide"));
+  const Pipeline autoguided(self, execution_of(o));
+  // eps + w_guide (eps - eps): the model's own unguided images, up to float rounding.
+  GenerateRequest unguided = r;
+  unguided.w_guide = 0;
+  const auto plain = pipeline_of(m, o).generate(unguided).images;
+  EXPECT_TRUE(torch::allclose(autoguided.generate(r).images, plain, 0, 1e-4));
+  // A different guide changes the images; without a guide w_guide is refused.
+  TrainedModel guided = trained_of(m);
+  attach_guide(guided, trained_of(other, "other"));
+  EXPECT_FALSE(
+      torch::allclose(Pipeline(guided, execution_of(o)).generate(r).images, plain, 0, 1e-3));
+  EXPECT_ERROR(pipeline_of(m, o).resolve(r),
+               "w_guide 2: autoguidance needs a guide model (--guide); none is loaded");
+  // A guide of other classes, another schedule, or a student is refused naming what differs.
+  RunConfig c = tiny_config();
+  c.model.num_classes = 5;
+  const TrainedModel five = trained_with(c, "five");
+  TrainedModel model = trained_of(m);
+  EXPECT_ERROR(attach_guide(model, five),
+               "guide five: makes 1x28x28 images of 5 classes, the "
+               "model 1x28x28 of 10");
+  c = tiny_config();
+  c.diffusion.timesteps = 20;
+  const TrainedModel longer = trained_with(c, "longer");
+  EXPECT_ERROR(attach_guide(model, longer),
+               "guide longer: its noise schedule (20 steps) is not the "
+               "model's (10 steps)");
+  TrainedModel student = trained_of(m, "student");
+  student.student_steps = 2;
+  EXPECT_ERROR(attach_guide(model, student), "guide student: is a distilled student");
+  EXPECT_ERROR(attach_guide(student, trained_of(m)),
+               "student: a distilled student takes w as an "
+               "input and cannot be autoguided");
+  EXPECT_FALSE(model.guide);  // nothing attached by a refusal
 }
 
 TEST(Generate, AGuidanceIntervalOfEveryStepChangesNothingAndOneOfNoStepIsW0) {
@@ -819,6 +916,18 @@ TEST_F(Cli, TheModelsOwnGuidanceWeightIsTheDefault) {
 
 // `sample` and `serve` without --checkpoint need the shipped student in ./models or beside the
 // binary; a binary that has neither says where it looked, in one line, and writes nothing.
+TEST_F(Cli, SampleAutoguidedByAnotherCheckpoint) {
+  const fs::path grid = dir() / "autoguided.png";
+  const CliResult r = run("sample --checkpoint '" + checkpoint_ + "' --guide '" + checkpoint_ +
+                          "' --digit 3 --per-digit 2 --sampler ddim --steps 2 --w 1 --w-guide 2 "
+                          "--grid '" +
+                          grid.string() + "'");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("autoguided by " + checkpoint_), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("w=1, w_guide=2"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(grid));
+}
+
 TEST_F(Cli, WithoutACheckpointOrAShippedModelTheCommandSaysWhereItLooked) {
   const TempDir alone;
   fs::create_directories(alone / "bin");
@@ -1065,6 +1174,8 @@ TEST_F(Cli, BadArgumentsGiveOneLineAndNonZeroExit) {
       {"sample " + ck + " --batch-size 0", "--batch-size"},
       {"sample " + ck + " --w-interval 6,2", "--w-interval 6,2: expected two timesteps"},
       {"sample " + ck + " --w-interval 2,10", "--w-interval 2,10: t_max is past"},
+      {"sample " + ck + " --guide '" + (dir() / "nope").string() + "'", "no such checkpoint"},
+      {"sample " + ck + " --w-guide 1", "--w-guide 1: autoguidance needs a guide model"},
       {"noise --checkpoint '" + (dir() / "nope").string() + "'", "no such checkpoint"},
       {"noise " + ck + " --schedule linear", "--schedule"},
       {"noise --fractions 0,1.5", "--fractions"},

@@ -295,6 +295,9 @@ TEST(Serve, BadRequestsAreRefusedNamingTheField) {
       {R"({"stepz": 4})", "stepz", "unknown field \"stepz\""},
       {R"({"format": "gif"})", "format", "format \"gif\": expected"},
       {R"({"unconditional": true, "classes": [1]})", "unconditional", "excludes classes"},
+      {R"({"w_interval": [4]})", "w_interval", "w_interval 4: expected two timesteps"},
+      {R"({"w_interval": [2, 10]})", "w_interval", "t_max is past this model's last timestep (9)"},
+      {R"({"w_interval": [-1, 3]})", "w_interval", "w_interval -1,3: expected at least 0"},
   };
   for (const auto& [body, field, message] : cases) {
     auto res = c.Post("/api/generate", body, "application/json");

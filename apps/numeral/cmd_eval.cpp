@@ -42,6 +42,7 @@ namespace {
 // Options every eval command shares.
 struct EvalCommon {
   std::string checkpoint;   // diffusion checkpoint or run directory
+  std::string guide;        // autoguidance's weaker model ("" = classifier-free guidance)
   std::string classifier;   // classifier checkpoint or its directory
   GenerateRequest request;  // sampler, w and seed (the classes are balanced by the command)
   ExecutionOptions execution;
@@ -103,6 +104,7 @@ void add_common(CLI::App& sub, EvalCommon& c, bool required,
       sub.add_option("--classifier", c.classifier,
                      "classifier checkpoint or directory (from `numeral classifier train`)");
   if (required) checkpoint->required(), classifier->required();
+  add_guide_option(sub, c.guide);
   c.command = &sub;
   add_request_options(sub, c.request, skip_request);
   add_execution_options(sub, c.execution);
@@ -180,6 +182,8 @@ struct Loaded {
 // together (image size, held-out fingerprints); builds the real reference. The request takes the
 // model's own defaults for what the flags left out.
 Loaded load_all(EvalCommon& c, const std::string& data_override) {
+  NUMERAL_CHECK(c.guide.empty() || !c.checkpoint.empty(),
+                "--guide {}: guides a model that generates; it needs --checkpoint", c.guide);
   Loaded l;
   l.device = select_device(c.runtime.device);
   const int threads = configure_threads(c.runtime.threads);
@@ -188,7 +192,7 @@ Loaded load_all(EvalCommon& c, const std::string& data_override) {
   if (!c.checkpoint.empty()) {
     NUMERAL_CHECK(std::filesystem::exists(c.checkpoint),
                   "--checkpoint {}: no such file or directory", c.checkpoint);
-    l.model = load_trained_model(c.checkpoint, l.device);
+    l.model = load_guided_model(c.checkpoint, c.guide, l.device);
     if (c.command) apply_model_defaults(*c.command, *l.model, c.request);
     check_model_compatible(l.classifier, l.model->config.model, l.model->path.string());
     data = data_options_of(l.model->config);  // the run's split, at its size (the classifier's)
@@ -234,6 +238,10 @@ nlohmann::json generation_context(const EvalCommon& c, const Loaded& l) {
     j["clip_x0"] = s.clip_x0;
     j["seed"] = c.request.seed;
     if (!c.request.w_interval.empty()) j["w_interval"] = c.request.w_interval;
+    if (l.model->guide) {
+      j["guide"] = l.model->guide->path.string();
+      j["w_guide"] = c.request.w_guide;
+    }
     j["training_step"] = l.model->state.value("step", int64_t{0});
   }
   j["device"] = l.device.str();
@@ -434,13 +442,16 @@ void run_sweep(SweepCommand& cmd) {
   Report report = sweep_report(
       rows, l.real,
       {{"generation",
-        fmt::format("{} digits per w from {}, sampler {} ({} steps), seed {}{}",
+        fmt::format("{} digits per w from {}, sampler {} ({} steps), seed {}{}{}",
                     with_commas(cmd.samples), l.model->path.string(), used.name,
                     used.resolved_steps(l.model->diffusion->T()), c.request.seed,
                     c.request.w_interval.empty()
                         ? ""
                         : fmt::format(", guided only at t {}..{}", c.request.w_interval[0],
-                                      c.request.w_interval[1]))},
+                                      c.request.w_interval[1]),
+                    l.model->guide ? fmt::format(", autoguided by {} at w_guide {:g}",
+                                                 l.model->guide->path.string(), c.request.w_guide)
+                                   : "")},
        {"default w", fmt::format("{:g}, what sample, eval and serve use without --w (the model's "
                                  "file names it with `numeral model export --default-w`)",
                                  l.model->default_w)}});

@@ -28,6 +28,7 @@ constexpr int64_t kMaxGridColumns = 100;
 struct SampleCommand {
   RuntimeOptions runtime;
   std::string checkpoint;
+  std::string guide;  // autoguidance's weaker model
   GenerateRequest request;
   ExecutionOptions execution;
   std::string grid, png_dir, idx;
@@ -41,7 +42,7 @@ void run(SampleCommand& cmd, CLI::App& app) {
   NUMERAL_CHECK(!(cmd.request.unconditional && app.count("--w")),
                 "--w needs class labels; drop it with --unconditional");
   const std::string checkpoint = checkpoint_or_default(cmd.checkpoint, "sample");
-  const Pipeline pipeline = open_pipeline(cmd.runtime, checkpoint, cmd.execution);
+  const Pipeline pipeline = open_pipeline(cmd.runtime, checkpoint, cmd.execution, cmd.guide);
   apply_model_defaults(app, pipeline.model(), cmd.request);
   const GenerateRequest request = pipeline.resolve(cmd.request);
   const auto& sampler = request.sampler;
@@ -76,10 +77,10 @@ void run(SampleCommand& cmd, CLI::App& app) {
 
   const int64_t T = pipeline.T();
   const int64_t steps = sampler.resolved_steps(T);
-  const std::string what =
-      unconditional ? "unconditional" : format_guidance(request.w, request.w_interval);
+  const std::string what = unconditional ? "unconditional" : format_guidance(request);
   fmt::print("numeral sample  checkpoint {}  device {}\n", trained.path.string(),
              pipeline.device().str());
+  if (trained.guide) fmt::print("  autoguided by {}\n", trained.guide->path.string());
   fmt::print("  sampler {}, {} steps (T = {}), {}, seed {}: {} images ({} per {})\n", sampler.name,
              steps, T, what, request.seed, count, per_digit, unconditional ? "row" : "class");
   // --best-of: K candidates per image, class-major like the images, the best of each K kept.
@@ -178,6 +179,7 @@ const bool kRegistered = register_command(/*order=*/50, [](CLI::App& app) {
   sub->add_option("--checkpoint", cmd->checkpoint,
                   "run directory or checkpoint file (default: the shipped student, "
                   "models/mnist-student.safetensors)");
+  add_guide_option(*sub, cmd->guide);
   add_request_options(*sub, cmd->request);
   add_execution_options(*sub, cmd->execution);
   const char* outputs = "Outputs";

@@ -37,10 +37,23 @@ void apply_model_defaults(const CLI::App& command, const TrainedModel& model,
   if (w == nullptr || w->count() == 0) request.w = model.default_w;
 }
 
+void add_guide_option(CLI::App& command, std::string& guide) {
+  command.add_option("--guide", guide,
+                     "autoguidance's weaker model of the same data (an earlier or smaller run), "
+                     "which --w-guide guides away from");
+}
+
+TrainedModel load_guided_model(const std::string& checkpoint, const std::string& guide,
+                               torch::Device device) {
+  TrainedModel model = load_trained_model(checkpoint, device);
+  if (!guide.empty()) attach_guide(model, load_trained_model(guide, device));
+  return model;
+}
+
 Pipeline open_pipeline(const RuntimeOptions& runtime, const std::string& checkpoint,
-                       const ExecutionOptions& execution) {
+                       const ExecutionOptions& execution, const std::string& guide) {
   configure_threads(runtime.threads);
-  return Pipeline(checkpoint, select_device(runtime.device), execution);
+  return Pipeline(load_guided_model(checkpoint, guide, select_device(runtime.device)), execution);
 }
 
 GenerationProgress::GenerationProgress(std::string label, int64_t images)

@@ -19,9 +19,18 @@ std::string checkpoint_or_default(const std::string& checkpoint, const std::stri
 void apply_model_defaults(const CLI::App& command, const TrainedModel& model,
                           GenerateRequest& request);
 
-// Sets the threads, selects the device and opens `checkpoint` as a Pipeline.
+// --guide CHECKPOINT (autoguidance's weaker model), bound to `guide`; its help text in one place.
+void add_guide_option(CLI::App& command, std::string& guide);
+
+// The model at `checkpoint` on `device`, autoguided by the model at `guide` when it is not empty
+// (attach_guide checks that the two belong together).
+TrainedModel load_guided_model(const std::string& checkpoint, const std::string& guide,
+                               torch::Device device);
+
+// Sets the threads, selects the device and opens `checkpoint` (autoguided by `guide`, if given) as
+// a Pipeline.
 Pipeline open_pipeline(const RuntimeOptions& runtime, const std::string& checkpoint,
-                       const ExecutionOptions& execution = {});
+                       const ExecutionOptions& execution = {}, const std::string& guide = "");
 
 // Progress a person can watch in a terminal while a request runs: images done, the step of the
 // current batch, images/s and the ETA (a ProgressBar on stderr; silent when it is not a terminal).

@@ -40,18 +40,33 @@ Denoiser within_interval(Denoiser inside, Denoiser outside, GuidanceInterval int
 }
 
 Denoiser classifier_free_guidance(ModelFn eps_model, torch::Tensor labels, double w,
-                                  GuidanceInterval interval) {
+                                  GuidanceInterval interval, Autoguide autoguide) {
   NUMERAL_CHECK(std::isfinite(w), "guidance weight w must be a finite number, got {}", w);
+  NUMERAL_CHECK(std::isfinite(autoguide.w), "autoguidance weight must be a finite number, got {}",
+                autoguide.w);
+  NUMERAL_CHECK(autoguide.w == 0 || autoguide.guide_model,
+                "autoguidance weight {} without a guide model", autoguide.w);
   const bool unconditional = labels.lt(0).all().item<bool>();
+  if (unconditional) w = 0;
   Denoiser conditional = [eps_model, labels](const torch::Tensor& x, const torch::Tensor& t) {
     return eps_model(x, t, labels);
   };
-  if (w == 0 || unconditional) return conditional;
+  if (w == 0 && autoguide.w == 0) return conditional;
   auto both = torch::cat({labels, torch::full_like(labels, -1)});  // [2B]: cond, then null
-  Denoiser guided = [eps_model, both, w](const torch::Tensor& x, const torch::Tensor& t) {
-    auto out = eps_model(torch::cat({x, x}), torch::cat({t, t}), both);
-    auto halves = out.chunk(2, /*dim=*/0);
-    return guided_eps(halves[0], halves[1], w);
+  Denoiser guided = [eps_model, labels, both, w, autoguide](const torch::Tensor& x,
+                                                            const torch::Tensor& t) {
+    torch::Tensor eps;
+    torch::Tensor cond;
+    if (w != 0) {
+      auto halves = eps_model(torch::cat({x, x}), torch::cat({t, t}), both).chunk(2, /*dim=*/0);
+      cond = halves[0];
+      eps = guided_eps(cond, halves[1], w);
+    } else {
+      cond = eps_model(x, t, labels);
+      eps = cond;
+    }
+    if (autoguide.w == 0) return eps;
+    return eps + autoguide.w * (cond - autoguide.guide_model(x, t, labels));
   };
   return within_interval(std::move(guided), std::move(conditional), interval);
 }

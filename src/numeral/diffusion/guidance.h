@@ -34,12 +34,23 @@ struct GuidanceInterval {
 // per image.
 Denoiser within_interval(Denoiser inside, Denoiser outside, GuidanceInterval interval);
 
-// A Denoiser for `labels` with guidance weight w: eps = (1 + w) eps(x, t, y) - w eps(x, t, null),
-// both halves computed in one batched forward pass, at the timesteps of `interval` (elsewhere
-// eps(x, t, y) alone). w = 0 is plain conditional sampling (one pass); labels all kNullLabel
-// (= -1) give unconditional sampling. eps_model returns predicted noise for (x_t, t, labels).
+// Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"): a
+// weaker model of the same data (less trained or smaller), conditional on the same labels, whose
+// errors the sample is pushed away from. Where classifier-free guidance pushes away from every
+// class at once (and so toward a few typical shapes of each), autoguidance keeps the variety.
+struct Autoguide {
+  ModelFn guide_model;  // predicted noise of the weaker model; empty: no autoguidance
+  double w = 0;         // its weight
+};
+
+// A Denoiser for `labels`: eps = eps(x, t, y) + w (eps(x, t, y) - eps(x, t, null))
+//                                 + autoguide.w (eps(x, t, y) - eps_guide(x, t, y)),
+// the conditional and null halves computed in one batched forward pass, the guide in a second, at
+// the timesteps of `interval` (elsewhere eps(x, t, y) alone). w = 0 without an autoguide is plain
+// conditional sampling (one pass); labels all kNullLabel (= -1) give unconditional sampling (w has
+// nothing to act on). eps_model returns predicted noise for (x_t, t, labels).
 Denoiser classifier_free_guidance(ModelFn eps_model, torch::Tensor labels, double w,
-                                  GuidanceInterval interval = {});
+                                  GuidanceInterval interval = {}, Autoguide autoguide = {});
 
 // The guidance formula alone: (1 + w) eps_cond - w eps_uncond.
 torch::Tensor guided_eps(const torch::Tensor& eps_cond, const torch::Tensor& eps_uncond, double w);

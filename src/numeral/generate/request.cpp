@@ -37,9 +37,11 @@ std::string format_weight(double w) {
   return fmt::format("{:g}", w);
 }
 
-std::string format_guidance(double w, const std::vector<int64_t>& w_interval) {
-  std::string text = "w=" + format_weight(w);
-  if (w_interval.size() == 2) text += fmt::format(" at t {}..{}", w_interval[0], w_interval[1]);
+std::string format_guidance(const GenerateRequest& request) {
+  std::string text = "w=" + format_weight(request.w);
+  if (request.w_guide != 0) text += ", w_guide=" + format_weight(request.w_guide);
+  const auto& interval = request.w_interval;
+  if (interval.size() == 2) text += fmt::format(" at t {}..{}", interval[0], interval[1]);
   return text;
 }
 

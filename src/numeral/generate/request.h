@@ -22,7 +22,8 @@ int64_t request_size(int64_t per_class, int64_t rows, const std::string& flag);
 // A guidance weight for labels and messages: "0", "0.5", "2".
 std::string format_weight(double w);
 
-// A request's guidance for headers and reports: "w=0.5", or "w=0.5 at t 10..70" with a w_interval.
-std::string format_guidance(double w, const std::vector<int64_t>& w_interval);
+// A request's guidance for headers and reports: "w=0.5", "w=0.5 at t 10..70" with a w_interval,
+// "w=0.5, w_guide=2" with autoguidance.
+std::string format_guidance(const GenerateRequest& request);
 
 }  // namespace numeral

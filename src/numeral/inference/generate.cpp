@@ -24,6 +24,7 @@ GenerateOptions generate_options(const GenerateRequest& request,
   o.sampler = request.sampler;
   o.guidance = request.w;
   o.guidance_interval = GuidanceInterval::of(request.w_interval);
+  o.w_guide = request.w_guide;
   o.seed = request.seed;
   o.batch_size = execution.batch_size;
   o.forward_batch = execution.forward_batch;
@@ -36,6 +37,7 @@ GenerateRequest request_of(const GenerateOptions& options) {
   r.sampler.on_step = nullptr;
   r.w = options.guidance;
   r.w_interval = options.guidance_interval.bounds();
+  r.w_guide = options.w_guide;
   r.seed = options.seed;
   return r;
 }
@@ -75,9 +77,17 @@ GenerateOptions options_for(const TrainedModel& model, GenerateOptions requested
 Denoiser guided_denoiser(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
                          const torch::Tensor& labels, const GenerateOptions& options) {
   if (!model->config().guidance_input) {
+    Autoguide autoguide;
+    if (options.w_guide != 0) {
+      NUMERAL_CHECK(options.guide != nullptr, "generate: w_guide {} without a guide model",
+                    options.w_guide);
+      autoguide = {sampling_model(options.guide->model, options.guide->diffusion, options),
+                   options.w_guide};
+    }
     return classifier_free_guidance(sampling_model(model, diffusion, options), labels,
-                                    options.guidance, options.guidance_interval);
+                                    options.guidance, options.guidance_interval, autoguide);
   }
+  NUMERAL_CHECK(options.w_guide == 0, "generate: a distilled student cannot be autoguided");
   check_rule("w", options.guidance, finite());
   NUMERAL_CHECK(options.sampler.spacing == Spacing::trailing,
                 "generate: a distilled student samples on its trailing grid (see options_for)");

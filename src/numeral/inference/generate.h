@@ -20,7 +20,10 @@ struct GenerateOptions {
   SamplerOptions sampler;
   double guidance = kDefaultGuidance;  // w: eps = (1 + w) eps(y) - w eps(null); 0 = conditional
   GuidanceInterval guidance_interval;  // the timesteps guided; default every step
-  uint64_t seed = 0;                   // same seed, checkpoint and options: the same images
+  // Autoguidance: the weaker model (TrainedModel::guide, set by the Pipeline) and its weight.
+  std::shared_ptr<const TrainedModel> guide;
+  double w_guide = 0;
+  uint64_t seed = 0;          // same seed, checkpoint and options: the same images
   int64_t batch_size = 256;   // images sampled together; batch b's noise is seeded by (seed, b)
   int64_t forward_batch = 0;  // images per network call (guidance doubles a batch); 0 = auto
 
@@ -49,7 +52,8 @@ ModelFn sampling_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
 GenerateOptions options_for(const TrainedModel& model, GenerateOptions requested);
 
 // The Denoiser that generate() samples with for `labels` (on the model's device): classifier-free
-// guidance with options.guidance around a trained model (two halves in one call), or a student
+// guidance with options.guidance around a trained model (two halves in one call) plus autoguidance
+// against options.guide with options.w_guide (a second call), or a student
 // called once with w as its input; at timesteps outside options.guidance_interval, the model
 // unguided (w = 0).
 Denoiser guided_denoiser(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,

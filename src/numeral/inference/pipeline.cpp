@@ -67,8 +67,12 @@ GenerateRequest Pipeline::resolve(GenerateRequest r) const {
   NUMERAL_FIELD_CHECK(interval.every_step() || interval.t_max < T(), "w_interval",
                       "w_interval {}: t_max is past this model's last timestep ({})",
                       field_value_text(r.w_interval), T() - 1);
-  if (r.unconditional) r.w = 0;        // the null label has nothing to guide toward
-  if (r.w == 0) r.w_interval.clear();  // nothing to apply in an interval
+  if (r.unconditional) r.w = 0;  // the null label has nothing to guide toward
+  check_rule("w_guide", r.w_guide, finite());
+  NUMERAL_FIELD_CHECK(r.w_guide == 0 || model_.guide, "w_guide",
+                      "w_guide {}: autoguidance needs a guide model (--guide); none is loaded",
+                      r.w_guide);
+  if (r.w == 0 && r.w_guide == 0) r.w_interval.clear();  // nothing to apply in an interval
   GenerateOptions o;
   o.sampler = r.sampler;
   o.guidance = r.w;
@@ -79,7 +83,9 @@ GenerateRequest Pipeline::resolve(GenerateRequest r) const {
 }
 
 GenerateOptions Pipeline::options(const GenerateRequest& r) const {
-  return generate_options(r, execution_);
+  GenerateOptions o = generate_options(r, execution_);
+  o.guide = model_.guide;
+  return o;
 }
 
 LabelSource Pipeline::labels(const GenerateRequest& r) const {
@@ -139,7 +145,7 @@ bool Pipeline::can_share_batch(const GenerateRequest& a, const GenerateRequest& 
   const SamplerOptions &x = a.sampler, &y = b.sampler;
   return x.name == y.name && x.steps == y.steps && x.eta == y.eta && x.variance == y.variance &&
          x.spacing == y.spacing && x.clip_x0 == y.clip_x0 && a.w == b.w &&
-         a.w_interval == b.w_interval;
+         a.w_interval == b.w_interval && a.w_guide == b.w_guide;
 }
 
 std::vector<torch::Tensor> Pipeline::generate_together(const std::vector<GenerateRequest>& requests,

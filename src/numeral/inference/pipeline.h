@@ -79,8 +79,8 @@ class Pipeline {
   torch::Tensor generate_labels(const torch::Tensor& labels, const GenerateRequest& request,
                                 const GenerateObserver& observer = {}) const;
 
-  // Whether two resolved requests can share one forward pass: the same sampler settings, w
-  // and w_interval.
+  // Whether two resolved requests can share one forward pass: the same sampler settings, w,
+  // w_interval and w_guide.
   static bool can_share_batch(const GenerateRequest& a, const GenerateRequest& b);
 
   // Several resolved requests that can share a batch (each at most execution().batch_size images),

@@ -56,6 +56,35 @@ TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device
   return m;
 }
 
+void attach_guide(TrainedModel& model, TrainedModel guide) {
+  const std::string g = guide.path.string();
+  NUMERAL_CHECK(model.student_steps == 0,
+                "{}: a distilled student takes w as an input and cannot be autoguided; guide its "
+                "teacher instead",
+                model.path.string());
+  NUMERAL_CHECK(guide.student_steps == 0,
+                "guide {}: is a distilled student; autoguidance needs a trained diffusion model",
+                g);
+  const UNetConfig &a = model.config.model, &b = guide.config.model;
+  NUMERAL_CHECK(a.image_size == b.image_size && a.image_channels == b.image_channels &&
+                    a.num_classes == b.num_classes,
+                "guide {}: makes {}x{}x{} images of {} classes, the model {}x{}x{} of {}", g,
+                b.image_channels, b.image_size, b.image_size, b.num_classes, a.image_channels,
+                a.image_size, a.image_size, a.num_classes);
+  const auto& sa = model.diffusion->schedule_f64().alphas_cumprod;
+  const auto& sb = guide.diffusion->schedule_f64().alphas_cumprod;
+  NUMERAL_CHECK(sa.size(0) == sb.size(0) && torch::allclose(sa.cpu(), sb.cpu(), 0, 1e-9),
+                "guide {}: its noise schedule ({} steps) is not the model's ({} steps); "
+                "autoguidance needs the same one",
+                g, sb.size(0), sa.size(0));
+  const auto device = model.model->parameters().front().device();
+  NUMERAL_CHECK(guide.model->parameters().front().device() == device,
+                "guide {}: is on {}, the model on {}", g,
+                guide.model->parameters().front().device().str(), device.str());
+  guide.guide = nullptr;
+  model.guide = std::make_shared<const TrainedModel>(std::move(guide));
+}
+
 TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
                                  const ExportOptions& options) {
   const std::string& dtype = options.dtype;

@@ -35,12 +35,20 @@ struct TrainedModel {
   // Its classes' names, in label order: from its data (stored in the checkpoint), or
   // default_class_names for a file from before names were stored.
   std::vector<std::string> class_names;
+  // Autoguidance's weaker model (diffusion/guidance.h), set by attach_guide (`--guide`): requests
+  // are then guided against it instead of this model's unconditional half. None by default.
+  std::shared_ptr<const TrainedModel> guide;
 };
 
 // Loads a diffusion checkpoint or a distilled student's (a file or a run directory) onto `device`.
 // Use ema=false for the raw (non-averaged) weights.
 TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device,
                                 bool ema = true);
+
+// Makes `guide` the model that `model` is guided against (autoguidance): a trained diffusion model,
+// not a distilled student, with the same image shape, classes and noise schedule, on the same
+// device. Throws one line naming what differs.
+void attach_guide(TrainedModel& model, TrainedModel guide);
 
 // How `numeral model export` writes its copy.
 struct ExportOptions {
