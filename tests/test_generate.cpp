@@ -1176,6 +1176,8 @@ TEST_F(Cli, BadArgumentsGiveOneLineAndNonZeroExit) {
       {"sample " + ck + " --w-interval 2,10", "--w-interval 2,10: t_max is past"},
       {"sample " + ck + " --guide '" + (dir() / "nope").string() + "'", "no such checkpoint"},
       {"sample " + ck + " --w-guide 1", "--w-guide 1: autoguidance needs a guide model"},
+      {"trajectory " + ck + " --w-guide 1", "--w-guide 1: autoguidance needs a guide model"},
+      {"sweep " + ck + " --guide '" + (dir() / "nope").string() + "'", "no such checkpoint"},
       {"noise --checkpoint '" + (dir() / "nope").string() + "'", "no such checkpoint"},
       {"noise " + ck + " --schedule linear", "--schedule"},
       {"noise --fractions 0,1.5", "--fractions"},

@@ -298,6 +298,7 @@ TEST(Serve, BadRequestsAreRefusedNamingTheField) {
       {R"({"w_interval": [4]})", "w_interval", "w_interval 4: expected two timesteps"},
       {R"({"w_interval": [2, 10]})", "w_interval", "t_max is past this model's last timestep (9)"},
       {R"({"w_interval": [-1, 3]})", "w_interval", "w_interval -1,3: expected at least 0"},
+      {R"({"w_guide": 1})", "w_guide", "w_guide 1: autoguidance needs a guide model"},
   };
   for (const auto& [body, field, message] : cases) {
     auto res = c.Post("/api/generate", body, "application/json");

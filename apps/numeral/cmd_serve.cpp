@@ -24,6 +24,7 @@ namespace {
 struct ServeCommand {
   RuntimeOptions runtime;
   std::string checkpoint;  // "" = the shipped model
+  std::string guide;       // autoguidance's weaker model (requests' w_guide)
   serve::ServerOptions server;
 };
 
@@ -51,7 +52,7 @@ void run(ServeCommand& cmd) {
   const std::string checkpoint = checkpoint_or_default(cmd.checkpoint, "serve");
   ExecutionOptions execution;
   execution.batch_size = cmd.server.max_images;  // any request, or several sharing, is one batch
-  Pipeline pipeline = open_pipeline(cmd.runtime, checkpoint, execution);
+  Pipeline pipeline = open_pipeline(cmd.runtime, checkpoint, execution, cmd.guide);
   auto forward = forward_source(pipeline.model());
   const TrainedModel& model = pipeline.model();
   const std::string kind = model.student_steps > 0
@@ -83,6 +84,7 @@ const bool kRegistered = register_command(/*order=*/58, [](CLI::App& app) {
   sub->add_option("--checkpoint", cmd->checkpoint,
                   "run directory or checkpoint file (default: the shipped student, "
                   "models/mnist-student.safetensors)");
+  add_guide_option(*sub, cmd->guide);
   bind_fields(*sub, cmd->server, {"Server", {}, {}});
   add_runtime_options(*sub, cmd->runtime);
   sub->callback([cmd] { run(*cmd); });

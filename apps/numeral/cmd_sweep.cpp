@@ -21,6 +21,7 @@ namespace {
 struct SweepCommand {
   RuntimeOptions runtime;
   std::string checkpoint;
+  std::string guide;  // autoguidance's weaker model
   std::vector<double> weights = {0, 0.25, 0.5, 1, 2};
   GenerateRequest request;
   ExecutionOptions execution;
@@ -31,7 +32,7 @@ struct SweepCommand {
 void run(SweepCommand& cmd) {
   InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   NUMERAL_CHECK(!cmd.weights.empty(), "--w: expected at least one weight");
-  const Pipeline pipeline = open_pipeline(cmd.runtime, cmd.checkpoint, cmd.execution);
+  const Pipeline pipeline = open_pipeline(cmd.runtime, cmd.checkpoint, cmd.execution, cmd.guide);
   std::vector<GenerateRequest> requests;
   for (double w : cmd.weights) {
     GenerateRequest r = cmd.request;
@@ -78,6 +79,7 @@ const bool kRegistered = register_command(/*order=*/56, [](CLI::App& app) {
   auto* sub = app.add_subcommand(
       "sweep", "compare classifier-free guidance weights on the same seeds (a PNG grid)");
   sub->add_option("--checkpoint", cmd->checkpoint, "run directory or checkpoint file")->required();
+  add_guide_option(*sub, cmd->guide);
   sub->add_option("--w", cmd->weights, "guidance weights, one block each")
       ->delimiter(',')
       ->capture_default_str();

@@ -24,6 +24,7 @@ constexpr int64_t kMaxGifFrames = 250;
 struct TrajectoryCommand {
   RuntimeOptions runtime;
   std::string checkpoint;
+  std::string guide;  // autoguidance's weaker model
   int64_t frames = 10;
   GenerateRequest request;
   std::string out = "trajectory.png", gif;
@@ -40,7 +41,7 @@ void run(TrajectoryCommand& cmd, const CLI::App& command) {
   execution.batch_size = std::max<int64_t>(
       execution.batch_size,
       cmd.request.classes.empty() ? 0 : static_cast<int64_t>(cmd.request.classes.size()));
-  const Pipeline pipeline = open_pipeline(cmd.runtime, cmd.checkpoint, execution);
+  const Pipeline pipeline = open_pipeline(cmd.runtime, cmd.checkpoint, execution, cmd.guide);
   apply_model_defaults(command, pipeline.model(), cmd.request);
   const GenerateRequest request = pipeline.resolve(cmd.request);
   const auto& sampler = request.sampler;
@@ -93,6 +94,7 @@ const bool kRegistered = register_command(/*order=*/54, [](CLI::App& app) {
   auto* sub = app.add_subcommand(
       "trajectory", "show the reverse process step by step: x_t and the x_0 estimate (PNG, GIF)");
   sub->add_option("--checkpoint", cmd->checkpoint, "run directory or checkpoint file")->required();
+  add_guide_option(*sub, cmd->guide);
   sub->add_option("--frames", cmd->frames,
                   "grid columns, evenly spaced from pure noise to the result")
       ->capture_default_str();

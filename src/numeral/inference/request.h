@@ -52,8 +52,8 @@ void describe(GenerateRequest& r, V& v) {
     "to 0); other steps call the model once, unguided (default: every step)",
     at_least(0));
   v("w_guide", r.w_guide,
-    "autoguidance weight: eps += w_guide (eps(y) - eps_guide(y)), against the weaker model given "
-    "by --guide (the server's --guide); adds one call of the guide per step",
+    "autoguidance weight: eps += w_guide (eps(y) - eps_guide(y)), against the weaker model loaded "
+    "with --guide; adds one call of the guide per step",
     finite());
   v("seed", r.seed, "same seed, model and request: the same images on any device");
   describe(r.sampler, v);
