@@ -930,6 +930,11 @@ TEST(Cli, EvalBadInputsFailWithOneLine) {
   expect_error(run_cli(fmt::format("eval augment --checkpoint '{}'", (dir / "none").string())),
                "no such file or directory");
   expect_error(run_cli("eval augment --seeds 2"), "give --checkpoint (full data), --low");
+  expect_error(
+      run_cli(fmt::format("eval augment --guide g --low 10='{}'", (dir / "none").string())),
+      "--guide g: autoguides the full-data generator; it needs --checkpoint");
+  expect_error(run_cli("eval --classifier clf --images i --labels l --guide g"),
+               "--guide g: guides a model that generates; it needs --checkpoint");
   expect_error(run_cli(fmt::format("eval augment --low 10='{}'", (dir / "none").string())),
                "no such");
 }

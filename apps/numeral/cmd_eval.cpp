@@ -86,6 +86,7 @@ struct SweepCommand {
 
 struct AugmentCommand {
   std::string checkpoint;        // the full-data generator
+  std::string guide;             // its autoguidance model (--guide)
   std::vector<std::string> low;  // N=RUN: a generator trained on N real digits per class
   AugmentPlan plan;
   GenerateRequest request;  // how the generated digits are sampled (plan.generate)
@@ -137,6 +138,8 @@ void check_source(const EvalCommon& c, const SampleSource& s) {
                 "be",
                 s.images);
   NUMERAL_CHECK(s.labels.empty() || !s.images.empty(), "--labels needs --images");
+  NUMERAL_CHECK(c.guide.empty() || !c.checkpoint.empty(),
+                "--guide {}: guides a model that generates; it needs --checkpoint", c.guide);
   NUMERAL_CHECK(s.data.empty() || !s.images.empty(),
                 "--data applies to --images only; a diffusion run's own data is used otherwise");
   NUMERAL_CHECK(s.selection.best_of == 1 || s.images.empty(),
@@ -182,8 +185,6 @@ struct Loaded {
 // together (image size, held-out fingerprints); builds the real reference. The request takes the
 // model's own defaults for what the flags left out.
 Loaded load_all(EvalCommon& c, const std::string& data_override) {
-  NUMERAL_CHECK(c.guide.empty() || !c.checkpoint.empty(),
-                "--guide {}: guides a model that generates; it needs --checkpoint", c.guide);
   Loaded l;
   l.device = select_device(c.runtime.device);
   const int threads = configure_threads(c.runtime.threads);
@@ -488,11 +489,13 @@ void run_augment_command(AugmentCommand& cmd, const CLI::App& command) {
   for (const auto& entry : cmd.low) cmd.plan.low.push_back(parse_low(entry));
   NUMERAL_CHECK(!cmd.checkpoint.empty() || !cmd.plan.low.empty(),
                 "eval augment: give --checkpoint (full data), --low (low data) or both");
+  NUMERAL_CHECK(cmd.guide.empty() || !cmd.checkpoint.empty(),
+                "--guide {}: autoguides the full-data generator; it needs --checkpoint", cmd.guide);
   std::optional<TrainedModel> generator;
   if (!cmd.checkpoint.empty()) {
     NUMERAL_CHECK(std::filesystem::exists(cmd.checkpoint),
                   "--checkpoint {}: no such file or directory", cmd.checkpoint);
-    generator = load_trained_model(cmd.checkpoint, device);
+    generator = load_guided_model(cmd.checkpoint, cmd.guide, device);
     apply_model_defaults(command, *generator, cmd.request);
   }
   // The data and split are those the generators trained on: the full-data one's, else the first
@@ -576,6 +579,7 @@ const bool kRegistered = register_command(/*order=*/80, [](CLI::App& app) {
       "--checkpoint", augment_cmd->checkpoint,
       "full data: a generator trained on the whole training split (run directory or "
       "checkpoint); without it only the --low experiments run");
+  add_guide_option(*augment_sub, augment_cmd->guide);
   augment_sub
       ->add_option("--generated", plan.generated,
                    "full data: generated digits to add to the real ones, e.g. 8000,40000")
