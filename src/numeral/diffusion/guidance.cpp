@@ -33,8 +33,9 @@ Denoiser within_interval(Denoiser inside, Denoiser outside, GuidanceInterval int
   if (interval.every_step()) return inside;
   return [inside, outside, interval](const torch::Tensor& x, const torch::Tensor& t) {
     const auto in = t.ge(interval.t_min) & t.le(interval.t_max);  // [B]
-    if (in.all().item<bool>()) return inside(x, t);
-    if (!in.any().item<bool>()) return outside(x, t);
+    const int64_t count = in.sum().item<int64_t>();               // one host sync a step
+    if (count == in.size(0)) return inside(x, t);
+    if (count == 0) return outside(x, t);
     return torch::where(in.view({-1, 1, 1, 1}), inside(x, t), outside(x, t));
   };
 }

@@ -35,8 +35,8 @@ struct TrainedModel {
   // Its classes' names, in label order: from its data (stored in the checkpoint), or
   // default_class_names for a file from before names were stored.
   std::vector<std::string> class_names;
-  // Autoguidance's weaker model (diffusion/guidance.h), set by attach_guide (`--guide`): requests
-  // are then guided against it instead of this model's unconditional half. None by default.
+  // Autoguidance's weaker model (diffusion/guidance.h), set by attach_guide (`--guide`): a
+  // request's w_guide guides away from it, beside classifier-free guidance's w. None by default.
   std::shared_ptr<const TrainedModel> guide;
 };
 
