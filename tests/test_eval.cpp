@@ -832,6 +832,17 @@ TEST(Augment, TinyExperimentReportAndCache) {
   EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
                           [](const std::string& s) { return contains(s, "reusing"); }),
             2);
+  // Autoguided digits are other digits, made afresh; a low-data generator without a guide of its
+  // own samples as before (its file's w_guide, 0) and is reused.
+  TrainedModel autoguided = full;
+  attach_guide(autoguided, full);
+  AugmentPlan with_guide = plan;
+  with_guide.generate.w_guide = 1;
+  lines.clear();
+  run_augment(with_guide, *split, &autoguided, print);
+  EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
+                          [](const std::string& s) { return contains(s, "reusing"); }),
+            1);
   // Without a full-data generator only the low-data experiment runs.
   const auto low_only = run_augment(plan, *split, nullptr, print);
   ASSERT_EQ(low_only.size(), 1u);
@@ -889,6 +900,11 @@ TEST(Augment, BadInputsAreRefusedInOneLine) {
   const TrainedModel partial = load_trained_model(
       save_generator(dir / "partial", first_per_class(split->train, 3, 10), *split), torch::kCPU);
   EXPECT_ERROR(run_augment(plan, *split, &partial, {}),
+               "trained on other real digits than the 400");
+  // A guide counts as much as the generator: one that saw other digits is refused too.
+  TrainedModel guided = full;
+  attach_guide(guided, partial);
+  EXPECT_ERROR(run_augment(plan, *split, &guided, {}), "the guide of the generator",
                "trained on other real digits than the 400");
 }
 

@@ -928,6 +928,45 @@ TEST_F(Cli, SampleAutoguidedByAnotherCheckpoint) {
   EXPECT_TRUE(fs::exists(grid));
 }
 
+// `model export --guide` bundles the guide into the copy, which then samples autoguided at its own
+// w_guide with no --guide; --w-guide 0 turns it off, and the summary names both.
+TEST_F(Cli, AnExportedFileCarriesItsGuideAndItsWeight) {
+  const fs::path bundle = dir() / "bundle.safetensors";
+  CliResult r =
+      run(fmt::format("model export --checkpoint '{}' --out '{}' --guide '{}' "
+                      "--default-w-guide 2",
+                      checkpoint_, bundle.string(), checkpoint_));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::string against = "autoguidance: against " + bundle.string() + "#guide";
+  EXPECT_NE(r.out.find(against), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("default w_guide = 2"), std::string::npos) << r.out;
+  r = run(fmt::format("model summary --checkpoint '{}'", bundle.string()));
+  EXPECT_NE(r.out.find(against), std::string::npos) << r.out;
+  // The tiny model guided by itself: eps + 2 (eps - eps) samples as unguided.
+  const fs::path out = dir() / "bundled";
+  const std::string sample = fmt::format(
+      "sample --checkpoint '{}' --digit 3,5 --per-digit 2 --sampler ddim --steps 2 --threads 1",
+      bundle.string());
+  r = run(sample + fmt::format(" --idx '{}'", (out / "auto").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("autoguided by " + bundle.string() + "#guide"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("w=0.25, w_guide=2"), std::string::npos) << r.out;
+  r = run(sample + fmt::format(" --w-guide 0 --idx '{}'", (out / "plain").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out.find("autoguided"), std::string::npos) << r.out;
+  const auto a = read_idx(out / "auto-images-idx3-ubyte").to(torch::kInt),
+             b = read_idx(out / "plain-images-idx3-ubyte").to(torch::kInt);
+  EXPECT_LE((a - b).abs().max().item<int>(), 1);  // float rounding: a grey level at most
+  // A default w_guide needs a guide; nothing is written.
+  r = run(fmt::format("model export --checkpoint '{}' --out '{}' --default-w-guide 1", checkpoint_,
+                      (dir() / "no-guide.safetensors").string()));
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("default_w_guide 1: the copy has no guide to apply it against (--guide)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir() / "no-guide.safetensors"));
+}
+
 TEST_F(Cli, WithoutACheckpointOrAShippedModelTheCommandSaysWhereItLooked) {
   const TempDir alone;
   fs::create_directories(alone / "bin");

@@ -14,6 +14,7 @@
 #include "numeral/common/fs.h"
 #include "numeral/data/idx.h"
 #include "numeral/diffusion/samplers.h"
+#include "numeral/inference/pipeline.h"
 #include "numeral/io/checkpoint.h"
 #include "numeral/io/safetensors.h"
 #include "numeral/train/ema.h"
@@ -356,10 +357,18 @@ TEST_F(CheckpointFiles, AFlippedByteInTheMetadataIsRefused) {
   }
 }
 
+// Export options of a dtype and, optionally, a default guidance weight.
+ExportOptions export_as(const std::string& dtype, std::optional<double> default_w = std::nullopt) {
+  ExportOptions o;
+  o.dtype = dtype;
+  o.default_w = default_w;
+  return o;
+}
+
 TEST_F(CheckpointFiles, ExportKeepsWhatSamplingNeedsInTheAskedDtype) {
   const fs::path f32 = dir_ / "f32.safetensors", f16 = dir_ / "f16.safetensors";
   export_for_sampling(dir_, f32);
-  export_for_sampling(dir_, f16, {"float16", std::nullopt});
+  export_for_sampling(dir_, f16, export_as("float16"));
   const auto full = load_checkpoint(path_, "diffusion"), slim = load_checkpoint(f16, "diffusion");
   EXPECT_FALSE(slim.tensors.count("optimizer"));
   EXPECT_FALSE(slim.tensors.count("model.out_conv2.weight"));
@@ -374,7 +383,7 @@ TEST_F(CheckpointFiles, ExportKeepsWhatSamplingNeedsInTheAskedDtype) {
     EXPECT_EQ(q.scalar_type(), torch::kFloat);
     EXPECT_TRUE(torch::allclose(q, p.value(), 1e-3, 1e-4)) << p.key();
   }
-  EXPECT_ERROR(export_for_sampling(dir_, dir_ / "x.safetensors", {"int8", std::nullopt}),
+  EXPECT_ERROR(export_for_sampling(dir_, dir_ / "x.safetensors", export_as("int8")),
                "expected float32, float16 or bfloat16");
 }
 
@@ -386,16 +395,16 @@ TEST_F(CheckpointFiles, ExportWritesTheDefaultGuidanceWeight) {
   export_for_sampling(dir_, plain);
   EXPECT_EQ(load_trained_model(plain, torch::kCPU).default_w, kDefaultGuidance);
   EXPECT_EQ(load_trained_model(dir_, torch::kCPU).default_w, kDefaultGuidance);
-  export_for_sampling(dir_, own, {"float32", 0.1});
+  export_for_sampling(dir_, own, export_as("float32", 0.1));
   EXPECT_EQ(load_trained_model(own, torch::kCPU).default_w, 0.1);
   EXPECT_EQ(load_checkpoint(own, "diffusion").state.at("default_w"), 0.1);
   export_for_sampling(own, copy);  // a copy of a copy keeps its weight
   EXPECT_EQ(load_trained_model(copy, torch::kCPU).default_w, 0.1);
-  export_for_sampling(own, other, {"float32", 0.5});
+  export_for_sampling(own, other, export_as("float32", 0.5));
   EXPECT_EQ(load_trained_model(other, torch::kCPU).default_w, 0.5);
 
   const fs::path refused = dir_ / "refused.safetensors";
-  EXPECT_ERROR(export_for_sampling(dir_, refused, {"float32", std::nan("")}),
+  EXPECT_ERROR(export_for_sampling(dir_, refused, export_as("float32", std::nan(""))),
                "default_w nan: expected a finite number");
   EXPECT_FALSE(fs::exists(refused));
   for (const nlohmann::json& bad : {nlohmann::json("0.1"), nlohmann::json(nullptr)}) {
@@ -406,6 +415,92 @@ TEST_F(CheckpointFiles, ExportWritesTheDefaultGuidanceWeight) {
         load_trained_model(refused, torch::kCPU),
         "corrupt checkpoint: default_w " + bad.dump() + " is not a finite guidance weight");
   }
+}
+
+// A copy can carry autoguidance's guide: the one file loads with it attached and its own default
+// w_guide, a copy of the copy keeps both (in the copy's dtype), and what does not belong together
+// is refused before anything is written.
+TEST_F(CheckpointFiles, ExportBundlesAGuideWithItsDefaultWeight) {
+  const fs::path guide = dir_ / "guide.safetensors", bundle = dir_ / "bundle.safetensors",
+                 copy = dir_ / "copy.safetensors", plain = dir_ / "plain.safetensors";
+  // The guide: the same run with other weights and step (another model of the same data).
+  Checkpoint g = load_checkpoint(path_, "diffusion");
+  for (auto& [name, t] : g.tensors) {
+    if (name.rfind("ema.", 0) == 0 && t.is_floating_point()) t = t + 0.01;
+  }
+  g.state["step"] = 2;
+  save_checkpoint(guide, g);
+  ExportOptions o;
+  o.guide = guide;
+  o.default_w_guide = 2.0;
+  export_for_sampling(dir_, bundle, o);
+  export_for_sampling(dir_, plain);
+  const TrainedModel m = load_trained_model(bundle, torch::kCPU);
+  ASSERT_TRUE(m.guide);
+  EXPECT_EQ(m.guide->path, fs::path(bundle.string() + "#guide"));
+  EXPECT_EQ(m.default_w_guide, 2.0);
+  EXPECT_EQ(m.guide->state.at("step"), 2);
+  EXPECT_EQ(m.guide->state.at("train_fingerprint"), g.state.at("train_fingerprint"));
+  EXPECT_EQ(m.guide->state.at("exported_from"), guide.string());
+  const TrainedModel direct = load_trained_model(guide, torch::kCPU),
+                     alone = load_trained_model(plain, torch::kCPU);
+  for (const auto& p : direct.model->named_parameters()) {
+    EXPECT_TRUE(torch::equal(m.guide->model->named_parameters()[p.key()], p.value())) << p.key();
+    EXPECT_TRUE(torch::equal(m.model->named_parameters()[p.key()],
+                             alone.model->named_parameters()[p.key()]))
+        << p.key();
+  }
+  EXPECT_FALSE(alone.guide);
+  EXPECT_EQ(alone.default_w_guide, 0);
+  EXPECT_GT(fs::file_size(bundle), 1.9 * fs::file_size(plain));
+  EXPECT_EQ(Pipeline(m, {}).default_request().w_guide, 2.0);
+  EXPECT_EQ(Pipeline(alone, {}).default_request().w_guide, 0);
+
+  // A copy of the copy keeps the guide and its weight; --dtype applies to both models.
+  export_for_sampling(bundle, copy, export_as("float16"));
+  const TrainedModel c = load_trained_model(copy, torch::kCPU);
+  ASSERT_TRUE(c.guide);
+  EXPECT_EQ(c.default_w_guide, 2.0);
+  EXPECT_EQ(c.state.at("exported_from"), path_.string());  // the run, not the first copy
+  EXPECT_EQ(c.guide->state.at("exported_from"), guide.string());
+  EXPECT_EQ(
+      load_checkpoint(copy, "diffusion").tensors.at("guide.ema.out_conv2.weight").scalar_type(),
+      torch::kHalf);
+  for (const auto& p : direct.model->named_parameters()) {
+    EXPECT_TRUE(torch::allclose(c.guide->model->named_parameters()[p.key()], p.value(), 1e-3, 1e-4))
+        << p.key();
+  }
+
+  // Refused, and nothing written: a default w_guide without a guide or not finite, a guide with
+  // another noise schedule.
+  const fs::path refused = dir_ / "refused.safetensors";
+  ExportOptions bad;
+  bad.default_w_guide = 1.0;
+  EXPECT_ERROR(export_for_sampling(dir_, refused, bad),
+               "default_w_guide 1: the copy has no guide to apply it against (--guide)");
+  bad.guide = guide;
+  bad.default_w_guide = std::nan("");
+  EXPECT_ERROR(export_for_sampling(dir_, refused, bad),
+               "default_w_guide nan: expected a finite number");
+  Checkpoint longer = g;
+  longer.config["diffusion"]["timesteps"] = 40;
+  save_checkpoint(dir_ / "longer.safetensors", longer);
+  bad.guide = dir_ / "longer.safetensors";
+  bad.default_w_guide.reset();
+  EXPECT_ERROR(export_for_sampling(dir_, refused, bad),
+               "its noise schedule (40 steps) is not the model's (20 steps)");
+  EXPECT_FALSE(fs::exists(refused));
+
+  // A file whose bundled guide is broken is refused on loading, naming it.
+  Checkpoint broken = load_checkpoint(bundle, "diffusion");
+  broken.tensors.erase("guide.ema.out_conv2.weight");
+  save_checkpoint(refused, broken);
+  EXPECT_ERROR(load_trained_model(refused, torch::kCPU), refused.string() + "#guide");
+  broken = load_checkpoint(plain, "diffusion");
+  broken.state["default_w_guide"] = 2.0;
+  save_checkpoint(refused, broken);
+  EXPECT_ERROR(load_trained_model(refused, torch::kCPU),
+               "corrupt checkpoint: a default w_guide but no bundled guide");
 }
 
 TEST_F(CheckpointFiles, NewerFormatVersionIsRefused) {

@@ -21,7 +21,17 @@ struct ModelCommand {
   std::string out;
   ExportOptions exported;
   double default_w = kDefaultGuidance;
+  std::string guide;
+  double default_w_guide = 0;
 };
+
+// "autoguided by GUIDE (step N) at w_guide W by default" for a model with a guide; "" without.
+std::string guide_line(const TrainedModel& m) {
+  if (!m.guide) return "";
+  return fmt::format("autoguidance: against {} (step {}), default w_guide = {:g}\n",
+                     m.guide->path.string(), m.guide->state.value("step", int64_t{0}),
+                     m.default_w_guide);
+}
 
 const bool kRegistered = register_command(/*order=*/40, [](CLI::App& app) {
   auto cmd = std::make_shared<ModelCommand>();
@@ -39,6 +49,7 @@ const bool kRegistered = register_command(/*order=*/40, [](CLI::App& app) {
         fmt::print("distilled student: ddim, {} steps\n", trained.student_steps);
       }
       fmt::print("default guidance weight: w = {:g}\n", trained.default_w);
+      fmt::print("{}", guide_line(trained));
       return;
     }
     UNet unet(cmd->config);
@@ -59,13 +70,25 @@ const bool kRegistered = register_command(/*order=*/40, [](CLI::App& app) {
       "the guidance weight the copy samples with when a request names none (choose it with "
       "`numeral eval sweep`; default: the source's own, else 0.25)");
   default_w->check(detail::rule_validator(finite()));
-  exporter->callback([cmd, default_w] {
+  exporter->add_option("--guide", cmd->guide,
+                       "bundle this weaker model of the same data (checkpoint or run directory) "
+                       "as the copy's autoguidance guide, so that the one file samples with it "
+                       "(default: the source's own bundled guide, if any)");
+  auto* default_w_guide = exporter->add_option(
+      "--default-w-guide", cmd->default_w_guide,
+      "the autoguidance weight the copy samples with when a request names none (needs a guide; "
+      "default: the source's own with its own guide, else 0)");
+  default_w_guide->check(detail::rule_validator(finite()));
+  exporter->callback([cmd, default_w, default_w_guide] {
     if (default_w->count() > 0) cmd->exported.default_w = cmd->default_w;
-    const auto source = export_for_sampling(cmd->checkpoint, cmd->out, cmd->exported);
-    fmt::print("{}: EMA weights of {} (step {}) as {}, default w = {:g}, {:.2f} MB\n", cmd->out,
-               source.path.string(), source.state.value("step", int64_t{0}), cmd->exported.dtype,
-               cmd->exported.default_w.value_or(source.default_w),
-               std::filesystem::file_size(cmd->out) / 1e6);
+    if (default_w_guide->count() > 0) cmd->exported.default_w_guide = cmd->default_w_guide;
+    cmd->exported.guide = cmd->guide;
+    export_for_sampling(cmd->checkpoint, cmd->out, cmd->exported);
+    const TrainedModel copy = load_trained_model(cmd->out, torch::kCPU);
+    fmt::print("{}: EMA weights of {} (step {}) as {}, default w = {:g}, {:.2f} MB\n{}", cmd->out,
+               copy.state.value("exported_from", std::string()),
+               copy.state.value("step", int64_t{0}), cmd->exported.dtype, copy.default_w,
+               std::filesystem::file_size(cmd->out) / 1e6, guide_line(copy));
   });
 });
 

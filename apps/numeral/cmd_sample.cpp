@@ -80,7 +80,8 @@ void run(SampleCommand& cmd, CLI::App& app) {
   const std::string what = unconditional ? "unconditional" : format_guidance(request);
   fmt::print("numeral sample  checkpoint {}  device {}\n", trained.path.string(),
              pipeline.device().str());
-  if (trained.guide) fmt::print("  autoguided by {}\n", trained.guide->path.string());
+  if (trained.guide && request.w_guide != 0)
+    fmt::print("  autoguided by {}\n", trained.guide->path.string());
   fmt::print("  sampler {}, {} steps (T = {}), {}, seed {}: {} images ({} per {})\n", sampler.name,
              steps, T, what, request.seed, count, per_digit, unconditional ? "row" : "class");
   // --best-of: K candidates per image, class-major like the images, the best of each K kept.

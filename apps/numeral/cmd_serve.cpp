@@ -58,9 +58,13 @@ void run(ServeCommand& cmd) {
   const std::string kind = model.student_steps > 0
                                ? fmt::format("student, {} steps", model.student_steps)
                                : std::string("diffusion");
+  const std::string guide = model.guide
+                                ? fmt::format(", guide {} at default w_guide = {:g}",
+                                              model.guide->path.string(), model.default_w_guide)
+                                : "";
   const std::string summary = fmt::format(
-      "model {} ({}, default w = {:g}), device {}, forward process: {}", model.path.string(), kind,
-      model.default_w, pipeline.device().str(), forward ? forward->name : "off");
+      "model {} ({}, default w = {:g}{}), device {}, forward process: {}", model.path.string(),
+      kind, model.default_w, guide, pipeline.device().str(), forward ? forward->name : "off");
   serve::Server server(std::move(pipeline), cmd.server, std::move(forward));
   const int port = server.bind();
   fmt::print("numeral serve: listening on http://{}:{}/  ({})\n", cmd.server.host, port, summary);

@@ -29,10 +29,11 @@ struct SweepCommand {
   int scale = 3;
 };
 
-void run(SweepCommand& cmd) {
+void run(SweepCommand& cmd, const CLI::App& command) {
   InterruptScope interrupts;  // SIGINT, SIGTERM: stop at the next sampler step, write nothing
   NUMERAL_CHECK(!cmd.weights.empty(), "--w: expected at least one weight");
   const Pipeline pipeline = open_pipeline(cmd.runtime, cmd.checkpoint, cmd.execution, cmd.guide);
+  apply_model_defaults(command, pipeline.model(), cmd.request);  // w_guide; --w is the sweep's
   std::vector<GenerateRequest> requests;
   for (double w : cmd.weights) {
     GenerateRequest r = cmd.request;
@@ -48,8 +49,11 @@ void run(SweepCommand& cmd) {
   const int64_t count = requests.front().count(pipeline.num_classes());
   fmt::print("numeral sweep  checkpoint {}  device {}\n", pipeline.model().path.string(),
              pipeline.device().str());
-  fmt::print("  sampler {}, {} steps (T = {}), seed {}: {} images per weight\n", sampler.name,
-             steps, T, cmd.request.seed, count);
+  const double w_guide = requests.front().w_guide;
+  const std::string autoguided =
+      w_guide == 0 ? "" : fmt::format(", autoguided at w_guide={}", format_weight(w_guide));
+  fmt::print("  sampler {}, {} steps (T = {}){}, seed {}: {} images per weight\n", sampler.name,
+             steps, T, autoguided, cmd.request.seed, count);
   std::fflush(stdout);
   std::vector<torch::Tensor> images;
   std::vector<std::string> titles;
@@ -65,10 +69,9 @@ void run(SweepCommand& cmd) {
   }
   std::vector<std::string> rows;
   for (int64_t c : classes) rows.push_back(std::to_string(c));
-  const std::string title = fmt::format(
-      "guidance sweep: {} {} steps, seed {} (same noise in every "
-      "block)",
-      sampler.name, steps, cmd.request.seed);
+  const std::string title =
+      fmt::format("guidance sweep: {} {} steps{}, seed {} (same noise in every block)",
+                  sampler.name, steps, autoguided, cmd.request.seed);
   write_png(cmd.out, sweep_grid(images, titles, per_digit, rows, cmd.scale, title));
   fmt::print("  wrote {} ({} blocks of {} rows x {} samples)\n", cmd.out, titles.size(),
              classes.size(), per_digit);
@@ -92,7 +95,7 @@ const bool kRegistered = register_command(/*order=*/56, [](CLI::App& app) {
       ->capture_default_str()
       ->check(between(1, 16));
   add_runtime_options(*sub, cmd->runtime);
-  sub->callback([cmd, sub] { run(*cmd); });
+  sub->callback([cmd, sub] { run(*cmd, *sub); });
 });
 
 }  // namespace

@@ -81,9 +81,11 @@ void add_request_options(CLI::App& c, GenerateRequest& r, const std::set<std::st
   FlagBinding binding{
       "Request", {{"classes", "--class,--digit"}, {"per_class", "--per-digit"}}, skip};
   bind_fields(c, r, binding);
-  // The default comes from the model (apply_model_defaults), so --help shows no number.
-  if (CLI::Option* w = c.get_option_no_throw("--w"); w != nullptr && !skip.count("w")) {
-    w->default_str("");
+  // The defaults come from the model (apply_model_defaults), so --help shows no number.
+  for (const char* field : {"w", "w_guide"}) {
+    const std::string flag = field == std::string("w") ? "--w" : "--w-guide";
+    CLI::Option* o = c.get_option_no_throw(flag);
+    if (o != nullptr && !skip.count(field)) o->default_str("");
   }
 }
 

@@ -35,12 +35,14 @@ void apply_model_defaults(const CLI::App& command, const TrainedModel& model,
                           GenerateRequest& request) {
   const CLI::Option* w = command.get_option_no_throw("--w");
   if (w == nullptr || w->count() == 0) request.w = model.default_w;
+  const CLI::Option* w_guide = command.get_option_no_throw("--w-guide");
+  if (w_guide == nullptr || w_guide->count() == 0) request.w_guide = model.default_w_guide;
 }
 
 void add_guide_option(CLI::App& command, std::string& guide) {
   command.add_option("--guide", guide,
                      "autoguidance's weaker model of the same data (an earlier or smaller run), "
-                     "which --w-guide guides away from");
+                     "which --w-guide guides away from; replaces a guide the file bundles");
 }
 
 TrainedModel load_guided_model(const std::string& checkpoint, const std::string& guide,

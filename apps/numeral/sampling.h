@@ -15,7 +15,8 @@ namespace numeral::cli {
 std::string checkpoint_or_default(const std::string& checkpoint, const std::string& command);
 
 // The model's own defaults for the request fields `command`'s flags left out: the guidance weight
-// (TrainedModel::default_w) unless --w was given. Call once the checkpoint is loaded.
+// (TrainedModel::default_w) unless --w was given, and the autoguidance weight
+// (TrainedModel::default_w_guide) unless --w-guide was. Call once the checkpoint is loaded.
 void apply_model_defaults(const CLI::App& command, const TrainedModel& model,
                           GenerateRequest& request);
 

@@ -29,6 +29,10 @@ nlohmann::json sample_provenance(const TrainedModel& generator, int64_t n,
           {"variance", options.sampler.variance},
           {"clip_x0", options.sampler.clip_x0},
           {"guidance", options.guidance},
+          {"guidance_interval", options.guidance_interval.bounds()},
+          {"guide", generator.guide ? generator.guide->path.string() : ""},
+          {"guide_step", generator.guide ? generator.guide->state.value("step", int64_t{0}) : 0},
+          {"w_guide", options.w_guide},
           {"seed", options.seed},
           {"batch_size", options.batch_size}};
 }
@@ -110,6 +114,8 @@ void check_generator_data(const TrainedModel& generator, const Dataset& real,
                 "{} {} held out other digits than the test digits of this split ({}); it may have "
                 "trained on them",
                 what, path, split.split);
+  // Autoguidance's guide shapes the digits too: it must not have seen other real digits either.
+  if (generator.guide) check_generator_data(*generator.guide, real, split, "the guide of " + what);
 }
 
 SampleSet cached_samples(const TrainedModel& generator, int64_t n, const GenerateOptions& options,
@@ -225,8 +231,11 @@ std::vector<AugmentExperiment> run_augment(const AugmentPlan& plan, const DataSp
     }
     const TrainedModel generator = load_trained_model(path, device);
     check_generator_data(generator, real, split, fmt::format("the N = {} generator", n));
+    // Autoguidance is each generator's own: its bundled guide at its default weight, or none.
+    GenerateOptions options = plan.generate;
+    options.w_guide = generator.default_w_guide;
     const SampleSet generated =
-        cached_samples(generator, plan.low_generated, plan.generate,
+        cached_samples(generator, plan.low_generated, options,
                        plan.cache / fmt::format("low-{}-{}", n, plan.low_generated), print);
     AugmentExperiment e;
     e.title = fmt::format("Low data: N = {} real digits per class", n);

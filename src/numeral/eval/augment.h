@@ -36,7 +36,9 @@ struct AugmentPlan {
   double rotation = 15;          // classic augmentation: rotations up to +-15 degrees
   double elastic_alpha = 34;     // classic augmentation: elastic distortion (Simard et al.)
   double elastic_sigma = 4;
-  GenerateOptions generate;            // how generated digits are made
+  // How generated digits are made; its w_guide is the full-data generator's (a low-data one
+  // samples with its own file's default_w_guide).
+  GenerateOptions generate;
   std::filesystem::path cache;         // generated digits are kept here as IDX files and reused
   torch::Device device = torch::kCPU;  // where generators sample and classifiers train
 
@@ -62,7 +64,8 @@ struct AugmentExperiment {
 };
 
 // Throws numeral::Error unless `generator` records that it trained on exactly `real` (its
-// train_fingerprint) and held out the same digits as `split` (its val_fingerprint).
+// train_fingerprint) and held out the same digits as `split` (its val_fingerprint); so must its
+// autoguidance guide, if it has one.
 void check_generator_data(const TrainedModel& generator, const Dataset& real,
                           const DataSplit& split, const std::string& what);
 

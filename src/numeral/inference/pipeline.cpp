@@ -38,6 +38,7 @@ torch::Device Pipeline::device() const {
 GenerateRequest Pipeline::default_request() const {
   GenerateRequest r;
   r.w = model_.default_w;
+  r.w_guide = model_.default_w_guide;
   return r;
 }
 

@@ -28,7 +28,7 @@ struct GenerateRequest {
   bool unconditional = false;  // the null label for every image (rows unlabelled, w unused)
   double w = kDefaultGuidance;
   std::vector<int64_t> w_interval;  // guidance only at timesteps t_min <= t <= t_max; empty: all
-  double w_guide = 0;               // autoguidance weight, against the Pipeline's guide model
+  double w_guide = 0;               // autoguidance weight, against the model's guide
   uint64_t seed = 0;
   SamplerOptions sampler;
 
@@ -52,8 +52,9 @@ void describe(GenerateRequest& r, V& v) {
     "to 0); other steps call the model once, unguided (default: every step)",
     at_least(0));
   v("w_guide", r.w_guide,
-    "autoguidance weight: eps += w_guide (eps(y) - eps_guide(y)), against the weaker model loaded "
-    "with --guide; adds one call of the guide per step",
+    "autoguidance weight: eps += w_guide (eps(y) - eps_guide(y)), against the weaker model the "
+    "file bundles or --guide loads; adds one call of the guide per step (default: the model's "
+    "own, 0 unless its file bundles a guide)",
     finite());
   v("seed", r.seed, "same seed, model and request: the same images on any device");
   describe(r.sampler, v);

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "numeral/common/error.h"
 #include "numeral/common/fs.h"
@@ -10,11 +11,28 @@
 
 namespace numeral {
 
-TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device, bool ema) {
+namespace {
+
+// A bundled guide: its config and state under this state key, its tensors under this prefix.
+constexpr const char* kGuideKey = "guide";
+constexpr const char* kGuidePrefix = "guide.";
+
+// A finite number stored under `key` in a checkpoint's state, or `fallback` when it is absent.
+double stored_weight(const nlohmann::json& state, const char* key, double fallback,
+                     const std::string& origin) {
+  if (!state.contains(key)) return fallback;
+  const nlohmann::json& w = state.at(key);
+  NUMERAL_CHECK(w.is_number() && std::isfinite(w.get<double>()),
+                "{}: corrupt checkpoint: {} {} is not a finite guidance weight", origin, key,
+                w.dump());
+  return w.get<double>();
+}
+
+// The model stored in `c`, read from `path` (the name messages and reports give it).
+TrainedModel model_of(const Checkpoint& c, const std::filesystem::path& path, torch::Device device,
+                      bool ema) {
   TrainedModel m;
-  m.path = resolve_checkpoint_path(path);
-  const Checkpoint c =
-      load_checkpoint(m.path, std::vector<std::string>{kDiffusionKind, kStudentKind});
+  m.path = path;
   try {
     m.config = c.config.get<RunConfig>();
     m.config.model.validate();
@@ -40,18 +58,46 @@ TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device
       fail("{}: corrupt checkpoint: class_names is not a list of strings", m.path.string());
     }
   }
-  if (c.state.contains("default_w")) {
-    const nlohmann::json& w = c.state.at("default_w");
-    NUMERAL_CHECK(w.is_number() && std::isfinite(w.get<double>()),
-                  "{}: corrupt checkpoint: default_w {} is not a finite guidance weight",
-                  m.path.string(), w.dump());
-    m.default_w = w.get<double>();
-  }
+  m.default_w = stored_weight(c.state, "default_w", kDefaultGuidance, m.path.string());
   if (c.kind == kStudentKind) {
     m.student_steps = c.state.value("student_steps", int64_t{0});
     NUMERAL_CHECK(m.student_steps >= 1 && m.config.model.guidance_input,
                   "{}: corrupt student checkpoint: no sampling steps or no guidance input",
                   m.path.string());
+  }
+  return m;
+}
+
+// The guide bundled in `c` as a checkpoint of its own (its tensors without the "guide." prefix).
+Checkpoint bundled_guide(const Checkpoint& c, const std::string& origin) {
+  const nlohmann::json& b = c.state.at(kGuideKey);
+  NUMERAL_CHECK(b.is_object() && b.contains("config") && b.contains("state"),
+                "{}: corrupt checkpoint: its bundled guide has no config or state", origin);
+  Checkpoint g;
+  g.kind = kDiffusionKind;
+  g.config = b.at("config");
+  g.state = b.at("state");
+  const std::string prefix = kGuidePrefix;
+  for (const auto& [name, tensor] : c.tensors) {
+    if (name.rfind(prefix, 0) == 0) g.tensors.emplace(name.substr(prefix.size()), tensor);
+  }
+  return g;
+}
+
+}  // namespace
+
+TrainedModel load_trained_model(const std::filesystem::path& path, torch::Device device, bool ema) {
+  const std::filesystem::path file = resolve_checkpoint_path(path);
+  const Checkpoint c =
+      load_checkpoint(file, std::vector<std::string>{kDiffusionKind, kStudentKind});
+  TrainedModel m = model_of(c, file, device, ema);
+  if (c.state.contains(kGuideKey)) {
+    const std::string name = file.string() + "#guide";
+    attach_guide(m, model_of(bundled_guide(c, file.string()), name, device, /*ema=*/true));
+    m.default_w_guide = stored_weight(c.state, "default_w_guide", 0, file.string());
+  } else {
+    NUMERAL_CHECK(!c.state.contains("default_w_guide"),
+                  "{}: corrupt checkpoint: a default w_guide but no bundled guide", file.string());
   }
   return m;
 }
@@ -85,36 +131,76 @@ void attach_guide(TrainedModel& model, TrainedModel guide) {
   model.guide = std::make_shared<const TrainedModel>(std::move(guide));
 }
 
-TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
-                                 const ExportOptions& options) {
-  const std::string& dtype = options.dtype;
+namespace {
+
+// The part of a diffusion checkpoint that sampling needs: the EMA weights as `dtype`, a learned
+// schedule (in float64), the config and the state that describes the model. "exported_from" names
+// the run the weights came from: `exported_from` for a training checkpoint, the source's own for a
+// copy of a copy.
+Checkpoint sampling_copy(const Checkpoint& full, const std::string& exported_from,
+                         const std::string& dtype) {
   const std::map<std::string, torch::ScalarType> kDtypes = {
       {"float32", torch::kFloat}, {"float16", torch::kHalf}, {"bfloat16", torch::kBFloat16}};
   NUMERAL_CHECK(kDtypes.count(dtype), "export dtype {}: expected float32, float16 or bfloat16",
                 dtype);
-  if (options.default_w) check_rule("default_w", *options.default_w, finite());
-  TrainedModel source = load_trained_model(from, torch::kCPU);
-  const Checkpoint full =
-      load_checkpoint(source.path, std::vector<std::string>{kDiffusionKind, kStudentKind});
   Checkpoint slim;
   slim.kind = full.kind;
   slim.config = full.config;
   slim.state = {{"step", full.state.value("step", 0)},
                 {"history", full.state.value("history", nlohmann::json::array())},
-                {"exported_from", source.path.string()},
+                {"exported_from", full.state.value("exported_from", exported_from)},
                 {"weights_dtype", dtype}};
   for (const char* key :
        {"val_fingerprint", "train_fingerprint", "student_steps", "class_names", "default_w"}) {
     if (full.state.contains(key)) slim.state[key] = full.state[key];
   }
-  if (options.default_w) slim.state["default_w"] = *options.default_w;
   for (const auto& [name, tensor] : full.tensors) {
     if (name.rfind("ema.", 0) == 0) {
       const bool weights = tensor.is_floating_point();
       slim.tensors.emplace(name, weights ? tensor.to(kDtypes.at(dtype)) : tensor);
     } else if (name.rfind("schedule.", 0) == 0) {
-      slim.tensors.emplace(name, tensor);  // a learned schedule stays in float64
+      slim.tensors.emplace(name, tensor);
     }
+  }
+  return slim;
+}
+
+}  // namespace
+
+TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
+                                 const ExportOptions& options) {
+  const std::string& dtype = options.dtype;
+  if (options.default_w) check_rule("default_w", *options.default_w, finite());
+  if (options.default_w_guide) check_rule("default_w_guide", *options.default_w_guide, finite());
+  TrainedModel source = load_trained_model(from, torch::kCPU);
+  const Checkpoint full =
+      load_checkpoint(source.path, std::vector<std::string>{kDiffusionKind, kStudentKind});
+  Checkpoint slim = sampling_copy(full, source.path.string(), dtype);
+  if (options.default_w) slim.state["default_w"] = *options.default_w;
+  // The guide: the one asked for (checked against the source by attach_guide), else the source's
+  // own with its default weight.
+  std::optional<Checkpoint> guide;
+  std::optional<double> default_w_guide = options.default_w_guide;
+  if (!options.guide.empty()) {
+    attach_guide(source, load_trained_model(options.guide, torch::kCPU));
+    guide = sampling_copy(load_checkpoint(source.guide->path, kDiffusionKind),
+                          source.guide->path.string(), dtype);
+  } else if (full.state.contains(kGuideKey)) {
+    const Checkpoint bundled = bundled_guide(full, source.path.string());
+    guide = sampling_copy(bundled, source.guide->path.string(), dtype);
+    if (!default_w_guide && full.state.contains("default_w_guide"))
+      default_w_guide = source.default_w_guide;
+  }
+  if (default_w_guide) {
+    NUMERAL_CHECK(guide.has_value(),
+                  "default_w_guide {}: the copy has no guide to apply it against (--guide)",
+                  *default_w_guide);
+    slim.state["default_w_guide"] = *default_w_guide;
+  }
+  if (guide) {
+    slim.state[kGuideKey] = {{"config", guide->config}, {"state", guide->state}};
+    for (const auto& [name, tensor] : guide->tensors)
+      slim.tensors.emplace(kGuidePrefix + name, tensor);
   }
   save_checkpoint(to, slim);
   load_trained_model(to, torch::kCPU);  // the exported file must load for sampling

@@ -35,9 +35,15 @@ struct TrainedModel {
   // Its classes' names, in label order: from its data (stored in the checkpoint), or
   // default_class_names for a file from before names were stored.
   std::vector<std::string> class_names;
-  // Autoguidance's weaker model (diffusion/guidance.h), set by attach_guide (`--guide`): a
-  // request's w_guide guides away from it, beside classifier-free guidance's w. None by default.
+  // Autoguidance's weaker model (diffusion/guidance.h): a request's w_guide guides away from it,
+  // beside classifier-free guidance's w. The one bundled in the file (`numeral model export
+  // --guide`; its path is the file's with "#guide" appended) unless attach_guide (`--guide`)
+  // replaced it; none for most files.
   std::shared_ptr<const TrainedModel> guide;
+  // The autoguidance weight a request gets when it names none: the file's own (state
+  // "default_w_guide", written with a bundled guide by `numeral model export --default-w-guide`),
+  // else 0 (no autoguidance).
+  double default_w_guide = 0;
 };
 
 // Loads a diffusion checkpoint or a distilled student's (a file or a run directory) onto `device`.
@@ -54,12 +60,19 @@ void attach_guide(TrainedModel& model, TrainedModel guide);
 struct ExportOptions {
   std::string dtype = "float32";    // the weights as float32, float16 or bfloat16
   std::optional<double> default_w;  // the copy's default guidance weight; none: the source's
+  // Autoguidance's weaker model to bundle (a checkpoint or run directory that attach_guide
+  // accepts); empty: the source's own bundled guide, if it has one.
+  std::filesystem::path guide;
+  std::optional<double> default_w_guide;  // the copy's default w_guide; none: the source's, else 0
 };
 
 // Writes a sampling-only copy of a diffusion checkpoint to `to`: the EMA weights (as
 // options.dtype), a learned schedule, the config, the step, the history, the data fingerprints and
-// the default guidance weight; no raw weights, optimiser or RNG state (about a quarter of a
-// checkpoint in float32). Checks that the copy loads, and returns the source as loaded.
+// the default guidance weights; no raw weights, optimiser or RNG state (about a quarter of a
+// checkpoint in float32). With a guide (options.guide, or one the source bundles) the copy carries
+// the guide's sampling weights too (tensors "guide.*", its config and fingerprints under the
+// state's "guide"), so that one file samples with autoguidance. Checks everything before writing
+// (nothing is written on a refusal) and that the copy loads; returns the source as loaded.
 TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
                                  const ExportOptions& options = {});
 
