@@ -2,7 +2,8 @@
 // generation path must leave them unchanged (up to float rounding).
 // tests/golden/shipped.safetensors is written by this test with NUMERAL_WRITE_GOLDEN=1: first
 // before the inference API (issue 14) existed, again only when the shipped models themselves change
-// (last: 2026-12-07, v2 of mnist.safetensors and its new student).
+// (last: 2026-12-07, v2 of mnist.safetensors and its new student; then its bundled guide added one
+// case, the old ones unchanged).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -56,6 +57,9 @@ std::vector<GoldenCase> golden_cases() {
   GenerateRequest trailing = request(SamplerName::ddim, 8, 0.25);
   trailing.sampler.spacing = Spacing::trailing;
   cases.push_back({"ddim8_trailing", "mnist", trailing});
+  GenerateRequest autoguided = request(SamplerName::ddpm, 10, 0.25);
+  autoguided.w_guide = 2;  // against the guide the file bundles
+  cases.push_back({"ddpm10_w0.25_guide2", "mnist", autoguided});
   return cases;
 }
 
@@ -83,14 +87,22 @@ TEST(Golden, ShippedModelsImagesForFixedSeedsAreUnchanged) {
   if (write) save_safetensors(kGolden, golden);
 }
 
-// The guidance weight each shipped file samples with when a request names none, chosen by
-// `numeral eval sweep` (models/README.md): a re-export that dropped it would change what `numeral
-// sample` makes without touching a weight.
+// The guidance weights each shipped file samples with when a request names none, chosen by
+// `numeral eval sweep` (models/README.md), and the teacher's bundled autoguidance guide (its first
+// leg, v1): a re-export that dropped them would change what `numeral sample` makes without
+// touching a weight.
 TEST(Golden, ShippedModelsDefaultGuidanceWeights) {
   const fs::path models = fs::path(NUMERAL_SOURCE_DIR) / "models";
-  EXPECT_EQ(load_trained_model(models / "mnist.safetensors", torch::kCPU).default_w,
-            kDefaultGuidance);
-  EXPECT_EQ(load_trained_model(models / "mnist-student.safetensors", torch::kCPU).default_w, 0.15);
+  const TrainedModel teacher = load_trained_model(models / "mnist.safetensors", torch::kCPU);
+  EXPECT_EQ(teacher.default_w, kDefaultGuidance);
+  EXPECT_EQ(teacher.default_w_guide, 2);
+  ASSERT_TRUE(teacher.guide);
+  EXPECT_EQ(teacher.guide->state.at("step"), 4500);
+  EXPECT_EQ(teacher.guide->state.at("train_fingerprint"), teacher.state.at("train_fingerprint"));
+  const TrainedModel student =
+      load_trained_model(models / "mnist-student.safetensors", torch::kCPU);
+  EXPECT_EQ(student.default_w, 0.15);
+  EXPECT_EQ(student.default_w_guide, 0);
 }
 
 }  // namespace
