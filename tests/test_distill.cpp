@@ -156,6 +156,40 @@ TEST(Student, StartsAsTheConditionalTeacherForEveryWeight) {
   EXPECT_THROW(teacher.model->forward(x, t, y, torch::zeros({3})), c10::Error);
 }
 
+// Round 1's teacher with autoguidance: classifier-free guidance at each image's w plus w_guide
+// (eps(y) - eps_guide(y)), as computed by hand from the two models' own calls; a teacher guided by
+// itself gets nothing added, and one without a guide is refused.
+TEST(ProgressiveDistillation, TheFirstRoundsTeacherIsAutoguidedByItsGuide) {
+  tiny_teacher();  // trained (with gradients) before the guard below
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+  TrainedModel teacher = load_trained_model(tiny_teacher(), torch::kCPU);
+  TrainedModel weaker = load_trained_model(tiny_teacher(), torch::kCPU);
+  for (auto& p : weaker.model->parameters()) p.add_(0.05 * torch::randn_like(p));
+  attach_guide(teacher, weaker);
+  DistillConfig d = tiny_distill(8, 4, 4);
+  d.w_guide = 1.5;
+  ProgressiveDistillation objective(d, teacher);
+  const auto x = torch::randn({3, 1, 28, 28});
+  const auto t = longs({0, 7, 19}), y = longs({1, 4, 9});
+  const auto w = torch::tensor({0.0f, 0.5f, 2.0f});
+  const auto eps = eps_model(teacher.model, teacher.diffusion);
+  const auto cond = eps(x, t, y), null = eps(x, t, torch::full_like(y, kNullLabel));
+  const auto guide = eps_model(weaker.model, weaker.diffusion)(x, t, y);
+  ASSERT_FALSE(torch::allclose(guide, cond, 1e-3, 1e-3));
+  const auto expected = cond + w.view({-1, 1, 1, 1}) * (cond - null) + 1.5 * (cond - guide);
+  EXPECT_TRUE(torch::allclose(objective.teacher_eps(x, t, y, w), expected, 1e-5, 1e-5));
+
+  TrainedModel self = load_trained_model(tiny_teacher(), torch::kCPU);
+  attach_guide(self, load_trained_model(tiny_teacher(), torch::kCPU));
+  const auto unguided =
+      ProgressiveDistillation(tiny_distill(8, 4, 4), self).teacher_eps(x, t, y, w);
+  EXPECT_TRUE(torch::allclose(ProgressiveDistillation(d, self).teacher_eps(x, t, y, w), unguided,
+                              1e-5, 1e-5));
+  EXPECT_ERROR(ProgressiveDistillation(d, load_trained_model(tiny_teacher(), torch::kCPU)),
+               "w_guide 1.5: the teacher", "bundles no guide to autoguide against");
+}
+
 TEST(Student, LossFallsOverARound) {
   torch::set_num_threads(1);
   const TempDir run;

@@ -66,6 +66,11 @@ void run(DistillCommand& cmd, CLI::App& app) {
              threads);
   fmt::print("  teacher:   {} (step {})\n", teacher.path.string(),
              teacher.state.value("step", int64_t{0}));
+  if (distill.w_guide != 0) {
+    fmt::print("  guide:     {} (step {}), w_guide {:g} in round 1's targets\n",
+               teacher.guide->path.string(), teacher.guide->state.value("step", int64_t{0}),
+               distill.w_guide);
+  }
   fmt::print("  distill:   {}\n  train:     {}\n", j["distill"].dump(), j["train"].dump());
   fmt::print("  rounds:    {} of {} steps: {} teacher steps -> {} student steps\n",
              distill.rounds(), distill.round_steps, distill.from_steps, distill.to_steps);

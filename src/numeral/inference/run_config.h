@@ -94,6 +94,7 @@ struct DistillConfig {
   int64_t round_steps = 1000;
   double w_min = 0.0;
   double w_max = 2.0;
+  double w_guide = 0;  // the teacher's autoguidance weight in round 1's targets
 
   // Throws numeral::Error naming the field when a value is out of range for a schedule of T steps.
   void validate(int64_t T) const;
@@ -114,6 +115,11 @@ void describe(DistillConfig& d, V& v) {
     "optimiser steps per halving round (learning rate and EMA restart each)", at_least(1));
   v("w_min", d.w_min, "smallest guidance weight the student learns (drawn uniformly)", at_least(0));
   v("w_max", d.w_max, "largest guidance weight the student learns", at_least(0));
+  v("w_guide", d.w_guide,
+    "the teacher's autoguidance weight in the first round's targets, against the guide its file "
+    "bundles (`numeral model export --guide`), so that the student learns the autoguided teacher; "
+    "0 = classifier-free guidance alone",
+    finite());
 }
 
 void to_json(nlohmann::json& j, const DistillConfig& c);

@@ -43,6 +43,10 @@ void check_teacher(const TrainedModel& teacher, const DistillConfig& distill) {
                 "with a fixed --schedule",
                 teacher.path.string());
   distill.validate(teacher.diffusion->T());
+  NUMERAL_FIELD_CHECK(distill.w_guide == 0 || teacher.guide, "w_guide",
+                      "w_guide {}: the teacher {} bundles no guide to autoguide against (`numeral "
+                      "model export --guide`)",
+                      distill.w_guide, teacher.path.string());
 }
 
 RunConfig student_config(const TrainedModel& teacher, const DistillConfig& distill,
@@ -102,13 +106,19 @@ torch::Tensor ProgressiveDistillation::teacher_eps(const torch::Tensor& x, const
         x, t, labels);
   }
   // Classifier-free guidance with a weight per image, both halves in one call (in calls of at most
-  // kCpuForwardBatch on a CPU).
+  // kCpuForwardBatch on a CPU), and autoguidance against the teacher's guide at config_.w_guide.
   const int64_t chunk = x.device().is_cpu() ? kCpuForwardBatch : 0;
   const auto both = torch::cat({labels, torch::full_like(labels, kNullLabel)});
   const auto out = in_chunks(eps_model(original_.model, original_.diffusion), chunk)(
       torch::cat({x, x}), torch::cat({t, t}), both);
   const auto halves = out.chunk(2, /*dim=*/0);
-  return guided_eps(halves[0], halves[1], w.view({-1, 1, 1, 1}));
+  auto eps = guided_eps(halves[0], halves[1], w.view({-1, 1, 1, 1}));
+  if (config_.w_guide != 0) {
+    const TrainedModel& guide = *original_.guide;
+    const auto weaker = in_chunks(eps_model(guide.model, guide.diffusion), chunk)(x, t, labels);
+    eps = eps + config_.w_guide * (halves[0] - weaker);
+  }
+  return eps;
 }
 
 torch::Tensor ProgressiveDistillation::loss(UNet& model, const torch::Tensor& x0,

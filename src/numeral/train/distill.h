@@ -20,7 +20,8 @@ RunConfig student_config(const TrainedModel& teacher, const DistillConfig& disti
                          const TrainConfig& optimisation);
 
 // Checks that `teacher` can be distilled with `distill`: a trained model (not a student) with a
-// fixed noise schedule. Throws numeral::Error naming the file otherwise.
+// fixed noise schedule, and a guide when distill.w_guide is not 0. Throws numeral::Error naming
+// the file otherwise.
 void check_teacher(const TrainedModel& teacher, const DistillConfig& distill);
 
 class ProgressiveDistillation : public Objective {
@@ -47,11 +48,13 @@ class ProgressiveDistillation : public Objective {
   int64_t round() const { return round_; }
   int64_t student_steps() const { return config_.student_steps(round_); }
 
- private:
-  // The teacher's predicted noise for (x, t) with labels and per-image weights w ([B]).
+  // The teacher's predicted noise for (x, t) with labels and per-image weights w ([B]): in round 1
+  // the trained model with classifier-free guidance at w, plus config.w_guide (eps(y) -
+  // eps_guide(y)) against its bundled guide; later, the previous round's student given w.
   torch::Tensor teacher_eps(const torch::Tensor& x, const torch::Tensor& t,
                             const torch::Tensor& labels, const torch::Tensor& w);
 
+ private:
   DistillConfig config_;
   TrainedModel original_;   // the trained model: round 1's teacher, guided in two halves
   UNet previous_{nullptr};  // the previous round's student: the teacher from round 2 on
