@@ -704,6 +704,14 @@ TEST(Popout, RunsTheSamplerAndRecordsEveryStep) {
   EXPECT_TRUE(s.generated);
   EXPECT_EQ(s.steps, 5);
   EXPECT_GT(s.seconds, 0.0);
+  EXPECT_FALSE(contains(describe_samples(s), "w_guide"));
+  // Autoguided digits say so, naming the guide.
+  TrainedModel guided = m;
+  attach_guide(guided, m);
+  GenerateOptions autoguided = options;
+  autoguided.w_guide = 2;
+  const std::string described = describe_samples(generate_samples(guided, 10, autoguided));
+  EXPECT_TRUE(contains(described, "w_guide = 2 against " + m.path.string())) << described;
 
   error_of([&] { popout(m, classifier, 0, options); });
   ClassifierConfig other = cc;
