@@ -225,6 +225,38 @@ TEST(Serve, TheModelsOwnGuidanceWeightIsTheDefault) {
             1);
 }
 
+// A model with a guide (one its file bundles) says so in /api/model, with its own w_guide among the
+// defaults; requests get that w_guide unless they name another. A model without one says null.
+TEST(Serve, AModelsGuideAndItsWeightAreInTheModelInfoAndTheDefaults) {
+  RunningServer plain;
+  auto c = plain.client();
+  auto model = c.Get("/api/model");
+  ASSERT_TRUE(model);
+  EXPECT_TRUE(json::parse(model->body)["guide"].is_null());
+  EXPECT_EQ(json::parse(model->body)["defaults"]["w_guide"], 0);
+
+  TrainedModel guided = tiny_pipeline().model();
+  attach_guide(guided, tiny_pipeline().model());
+  guided.default_w_guide = 1.5;
+  const Pipeline local(guided, {64, 0});
+  RunningServer s({}, local);
+  auto g = s.client();
+  model = g.Get("/api/model");
+  ASSERT_TRUE(model);
+  const json m = json::parse(model->body);
+  EXPECT_EQ(m["guide"]["path"], guided.guide->path.string());
+  EXPECT_EQ(m["defaults"]["w_guide"], 1.5);
+  const std::string body =
+      R"({"classes":[3],"per_class":1,"sampler":"ddim","steps":2,"format":"json")";
+  auto unnamed = g.Post("/api/generate", body + "}", "application/json");
+  auto off = g.Post("/api/generate", body + R"(,"w_guide":0})", "application/json");
+  ASSERT_TRUE(unnamed && off);
+  ASSERT_EQ(unnamed->status, 200) << unnamed->body;
+  ASSERT_EQ(off->status, 200) << off->body;
+  EXPECT_EQ(json::parse(unnamed->body)["w_guide"], 1.5);
+  EXPECT_EQ(json::parse(off->body)["w_guide"], 0);
+}
+
 TEST(Serve, StreamPushesEveryStepBeforeTheResult) {
   RunningServer s;
   auto c = s.client();

@@ -161,6 +161,14 @@ async function main() {
   // The guidance slider starts at the model's own default weight (a student's file names its own).
   assert.equal(Number(await page.locator('#w').inputValue()), model.defaults.w, 'w starts at the model default');
   check(`guidance starts at the model's default, w = ${model.defaults.w}`);
+  // Autoguidance: a slider at the file's own w_guide for a model that bundles a guide, none else.
+  assert.equal(await page.locator('#w-guide').isVisible(), model.guide !== null, 'autoguidance slider shown iff a guide');
+  if (model.guide !== null) {
+    assert.equal(Number(await page.locator('#w-guide').inputValue()), model.defaults.w_guide, 'w_guide starts at the model default');
+    check(`autoguidance starts at the model's default, w_guide = ${model.defaults.w_guide} against ${model.guide.path}`);
+  } else {
+    check('no guide: no autoguidance slider');
+  }
   const digitOptions = await page.locator('#digit option').count();
   assert.equal(digitOptions, 1 + model.classes.length, 'digit select has "any" + every class');
   check(`digit select offers any + ${model.classes.length} classes`);

@@ -25,7 +25,7 @@ struct TrainedModel {
   RunConfig config;
   UNet model{nullptr};  // EMA weights, eval mode, on the device
   std::shared_ptr<GaussianDiffusion> diffusion;
-  nlohmann::json state;  // step, history, ...
+  nlohmann::json state = nlohmann::json::object();  // step, history, ...
   std::filesystem::path path;
   int64_t student_steps = 0;  // a distilled student's sampling steps; 0 for a trained model
   // The guidance weight a request gets when it names none: the file's own (state "default_w",

@@ -77,6 +77,7 @@ json result_json(const Job& job, const torch::Tensor& labels) {
           {"sampler", to_string(r.sampler.name)},
           {"steps", r.sampler.steps},
           {"w", r.w},
+          {"w_guide", r.w_guide},
           {"batched_with", job.batched_with},
           {"grid", base64(encode_png(grid))},
           {"grid_width", grid.width},
@@ -230,6 +231,9 @@ struct Server::Impl {
             {"config", m.config},
             {"training", training},
             {"defaults", fields_to_json(pipeline.default_request())},
+            {"guide", m.guide ? nlohmann::json{{"path", m.guide->path.string()},
+                                               {"step", m.guide->state.value("step", int64_t{0})}}
+                              : nlohmann::json(nullptr)},
             {"limits",
              {{"max_images", options.max_images},
               {"max_per_class", options.max_images},
