@@ -711,7 +711,8 @@ TEST(Popout, RunsTheSamplerAndRecordsEveryStep) {
   GenerateOptions autoguided = options;
   autoguided.w_guide = 2;
   const std::string described = describe_samples(generate_samples(guided, 10, autoguided));
-  EXPECT_TRUE(contains(described, "w_guide = 2 against " + m.path.string())) << described;
+  EXPECT_TRUE(contains(described, ", autoguided by " + m.path.string() + " at w_guide 2"))
+      << described;
 
   error_of([&] { popout(m, classifier, 0, options); });
   ClassifierConfig other = cc;

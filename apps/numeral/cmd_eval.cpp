@@ -443,16 +443,11 @@ void run_sweep(SweepCommand& cmd) {
   Report report = sweep_report(
       rows, l.real,
       {{"generation",
-        fmt::format("{} digits per w from {}, sampler {} ({} steps), seed {}{}{}",
+        fmt::format("{} digits per w from {}, sampler {} ({} steps), seed {}{}",
                     with_commas(cmd.samples), l.model->path.string(), used.name,
                     used.resolved_steps(l.model->diffusion->T()), c.request.seed,
-                    c.request.w_interval.empty()
-                        ? ""
-                        : fmt::format(", guided only at t {}..{}", c.request.w_interval[0],
-                                      c.request.w_interval[1]),
-                    l.model->guide ? fmt::format(", autoguided by {} at w_guide {:g}",
-                                                 l.model->guide->path.string(), c.request.w_guide)
-                                   : "")},
+                    guidance_additions(c.request.w_interval, c.request.w_guide,
+                                       l.model->guide ? l.model->guide->path.string() : ""))},
        {"default w", fmt::format("{:g}, what sample, eval and serve use without --w (the model's "
                                  "file names it with `numeral model export --default-w`)",
                                  l.model->default_w)}});

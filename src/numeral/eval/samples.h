@@ -28,7 +28,8 @@ struct SampleSet {
   std::string sampler;  // the rest describe the generation (when generated)
   int64_t steps = 0;
   double guidance = 0;
-  double w_guide = 0;  // autoguidance's weight against `guide` (0: none)
+  std::vector<int64_t> w_interval;  // the timesteps guided (empty: every step)
+  double w_guide = 0;               // autoguidance's weight against `guide` (0: none)
   std::string guide;
   uint64_t seed = 0;
   double seconds = 0;          // wall time of the generation (with the scoring of candidates)

@@ -45,4 +45,14 @@ std::string format_guidance(const GenerateRequest& request) {
   return text;
 }
 
+std::string guidance_additions(const std::vector<int64_t>& w_interval, double w_guide,
+                               const std::string& guide) {
+  std::string text;
+  if (w_interval.size() == 2)
+    text += fmt::format(", guided only at t {}..{}", w_interval[0], w_interval[1]);
+  if (w_guide != 0)
+    text += fmt::format(", autoguided by {} at w_guide {}", guide, format_weight(w_guide));
+  return text;
+}
+
 }  // namespace numeral

@@ -26,4 +26,10 @@ std::string format_weight(double w);
 // "w=0.5, w_guide=2" with autoguidance.
 std::string format_guidance(const GenerateRequest& request);
 
+// What a request adds to classifier-free guidance's w, for report lines whose w is given apart:
+// ", guided only at t 10..70" with a w_interval and ", autoguided by GUIDE at w_guide 2" when
+// w_guide is not 0; "" for neither.
+std::string guidance_additions(const std::vector<int64_t>& w_interval, double w_guide,
+                               const std::string& guide);
+
 }  // namespace numeral
