@@ -516,8 +516,13 @@ void run_augment_command(AugmentCommand& cmd, const CLI::App& command) {
       experiments, cmd.plan,
       {{"generator", generator_name},
        {"data", fmt::format("{} ({})", split.name, split.split)},
-       {"generation", fmt::format("{} {} steps, w = {:g}, seed {}", used.name,
-                                  used.resolved_steps(model.diffusion->T()), g.guidance, g.seed)},
+       {"generation",
+        fmt::format("{} {} steps, w = {:g}{}, seed {}", used.name,
+                    used.resolved_steps(model.diffusion->T()), g.guidance,
+                    guidance_additions(
+                        cmd.request.w_interval, generator ? cmd.request.w_guide : 0,
+                        generator && generator->guide ? generator->guide->path.string() : ""),
+                    g.seed)},
        {"generated digits", (out.path / "augment").string()}});
   report.images = {{"held-out accuracy", "augment.png"}};
   write_png(out.path / "augment.png", augment_plot(experiments));
