@@ -9,9 +9,10 @@ mkdir -p out
 ./build/numeral info
 ./build/numeral data grid --data mnist --per-class 10 --out out/real-grid.png
 # New digits from the shipped model (models/README.md says how it was trained), with the default
-# sampler (ancestral DDPM, T = 100 steps): plain conditional (w = 0), then with the default
-# classifier-free guidance (w = 0.25).
-./build/numeral sample --checkpoint models/mnist.safetensors --per-digit 10 --w 0 \
+# sampler (ancestral DDPM, T = 100 steps): plain conditional (w = 0, no autoguidance), then with
+# its defaults (classifier-free guidance w = 0.25 plus autoguidance against the weaker model its
+# file bundles, w_guide = 2).
+./build/numeral sample --checkpoint models/mnist.safetensors --per-digit 10 --w 0 --w-guide 0 \
   --grid out/samples-w0.png
 ./build/numeral sample --checkpoint models/mnist.safetensors --per-digit 10 \
   --grid out/samples.png
