@@ -957,6 +957,16 @@ TEST_F(Cli, AnExportedFileCarriesItsGuideAndItsWeight) {
   const auto a = read_idx(out / "auto-images-idx3-ubyte").to(torch::kInt),
              b = read_idx(out / "plain-images-idx3-ubyte").to(torch::kInt);
   EXPECT_LE((a - b).abs().max().item<int>(), 1);  // float rounding: a grey level at most
+  // The sweep says the same of its images, and of a guidance interval.
+  r =
+      run(fmt::format("sweep --checkpoint '{}' --digit 3 --per-digit 1 --steps 2 --w 0,1 "
+                      "--w-interval 0,1 --threads 1 --out '{}'",
+                      bundle.string(), (out / "sweep.png").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find(", guided only at t 0..1, autoguided by " + bundle.string() +
+                       "#guide at w_guide 2, seed"),
+            std::string::npos)
+      << r.out;
   // A default w_guide needs a guide; nothing is written.
   r = run(fmt::format("model export --checkpoint '{}' --out '{}' --default-w-guide 1", checkpoint_,
                       (dir() / "no-guide.safetensors").string()));

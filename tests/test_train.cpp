@@ -395,7 +395,9 @@ TEST_F(CheckpointFiles, ExportWritesTheDefaultGuidanceWeight) {
   export_for_sampling(dir_, plain);
   EXPECT_EQ(load_trained_model(plain, torch::kCPU).default_w, kDefaultGuidance);
   EXPECT_EQ(load_trained_model(dir_, torch::kCPU).default_w, kDefaultGuidance);
-  export_for_sampling(dir_, own, export_as("float32", 0.1));
+  const TrainedModel returned = export_for_sampling(dir_, own, export_as("float32", 0.1));
+  EXPECT_EQ(returned.path, own);  // the copy as loaded, not the run it came from
+  EXPECT_EQ(returned.default_w, 0.1);
   EXPECT_EQ(load_trained_model(own, torch::kCPU).default_w, 0.1);
   EXPECT_EQ(load_checkpoint(own, "diffusion").state.at("default_w"), 0.1);
   export_for_sampling(own, copy);  // a copy of a copy keeps its weight

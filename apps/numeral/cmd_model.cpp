@@ -83,8 +83,7 @@ const bool kRegistered = register_command(/*order=*/40, [](CLI::App& app) {
     if (default_w->count() > 0) cmd->exported.default_w = cmd->default_w;
     if (default_w_guide->count() > 0) cmd->exported.default_w_guide = cmd->default_w_guide;
     cmd->exported.guide = cmd->guide;
-    export_for_sampling(cmd->checkpoint, cmd->out, cmd->exported);
-    const TrainedModel copy = load_trained_model(cmd->out, torch::kCPU);
+    const TrainedModel copy = export_for_sampling(cmd->checkpoint, cmd->out, cmd->exported);
     fmt::print("{}: EMA weights of {} (step {}) as {}, default w = {:g}, {:.2f} MB\n{}", cmd->out,
                copy.state.value("exported_from", std::string()),
                copy.state.value("step", int64_t{0}), cmd->exported.dtype, copy.default_w,

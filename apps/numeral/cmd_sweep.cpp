@@ -49,11 +49,12 @@ void run(SweepCommand& cmd, const CLI::App& command) {
   const int64_t count = requests.front().count(pipeline.num_classes());
   fmt::print("numeral sweep  checkpoint {}  device {}\n", pipeline.model().path.string(),
              pipeline.device().str());
-  const double w_guide = requests.front().w_guide;
-  const std::string autoguided =
-      w_guide == 0 ? "" : fmt::format(", autoguided at w_guide={}", format_weight(w_guide));
+  const GenerateRequest& first = requests.front();
+  const auto& guide = pipeline.model().guide;
+  const std::filesystem::path guide_path = guide ? guide->path : std::filesystem::path();
   fmt::print("  sampler {}, {} steps (T = {}){}, seed {}: {} images per weight\n", sampler.name,
-             steps, T, autoguided, cmd.request.seed, count);
+             steps, T, guidance_additions(first.w_interval, first.w_guide, guide_path.string()),
+             cmd.request.seed, count);
   std::fflush(stdout);
   std::vector<torch::Tensor> images;
   std::vector<std::string> titles;
@@ -69,9 +70,10 @@ void run(SweepCommand& cmd, const CLI::App& command) {
   }
   std::vector<std::string> rows;
   for (int64_t c : classes) rows.push_back(std::to_string(c));
-  const std::string title =
-      fmt::format("guidance sweep: {} {} steps{}, seed {} (same noise in every block)",
-                  sampler.name, steps, autoguided, cmd.request.seed);
+  const std::string title = fmt::format(
+      "guidance sweep: {} {} steps{}, seed {} (same noise in every block)", sampler.name, steps,
+      guidance_additions(first.w_interval, first.w_guide, guide_path.filename().string()),
+      cmd.request.seed);
   write_png(cmd.out, sweep_grid(images, titles, per_digit, rows, cmd.scale, title));
   fmt::print("  wrote {} ({} blocks of {} rows x {} samples)\n", cmd.out, titles.size(),
              classes.size(), per_digit);

@@ -82,8 +82,8 @@ void add_request_options(CLI::App& c, GenerateRequest& r, const std::set<std::st
       "Request", {{"classes", "--class,--digit"}, {"per_class", "--per-digit"}}, skip};
   bind_fields(c, r, binding);
   // The defaults come from the model (apply_model_defaults), so --help shows no number.
-  for (const char* field : {"w", "w_guide"}) {
-    const std::string flag = field == std::string("w") ? "--w" : "--w-guide";
+  for (const auto& [field, flag] : {std::pair<const char*, const char*>{"w", "--w"},
+                                    std::pair<const char*, const char*>{"w_guide", "--w-guide"}}) {
     CLI::Option* o = c.get_option_no_throw(flag);
     if (o != nullptr && !skip.count(field)) o->default_str("");
   }

@@ -203,8 +203,7 @@ TrainedModel export_for_sampling(const std::filesystem::path& from, const std::f
       slim.tensors.emplace(kGuidePrefix + name, tensor);
   }
   save_checkpoint(to, slim);
-  load_trained_model(to, torch::kCPU);  // the exported file must load for sampling
-  return source;
+  return load_trained_model(to, torch::kCPU);  // the exported file must load for sampling
 }
 
 ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, double guidance) {

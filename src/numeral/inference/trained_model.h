@@ -72,7 +72,7 @@ struct ExportOptions {
 // checkpoint in float32). With a guide (options.guide, or one the source bundles) the copy carries
 // the guide's sampling weights too (tensors "guide.*", its config and fingerprints under the
 // state's "guide"), so that one file samples with autoguidance. Checks everything before writing
-// (nothing is written on a refusal) and that the copy loads; returns the source as loaded.
+// (nothing is written on a refusal) and that the copy loads; returns the copy as loaded (CPU).
 TrainedModel export_for_sampling(const std::filesystem::path& from, const std::filesystem::path& to,
                                  const ExportOptions& options = {});
 
