@@ -3,6 +3,8 @@
 // reference, bench/reference.py, prints the same rows; bench/run.sh puts both in one table):
 //   ./build/bench_step [--threads N] [--seconds S] [--device D] [--teacher FILE] [--student FILE]
 //                      [--nchw]   (also each CPU row run NCHW throughout: "numeral nchw")
+//                      [--bf16]   (also each sampling row in bfloat16, as `--precision bfloat16`
+//                                  runs it: "numeral bf16"; its fraction is of the fp32 GEMM rate)
 // On a CUDA device every call is synchronised before the clock is read, and the batches are larger
 // (a GPU is not filled by 64 small images).
 //   ./build/bench_step --dump FILE   (inputs and outputs of the shipped model, for reference.py)
@@ -122,6 +124,7 @@ nlohmann::json row(const std::string& impl, const std::string& model, const std:
 // With --nchw, each CPU row is followed by one of the same network run NCHW throughout
 // (UNet::set_channels_last(false)), impl "numeral nchw": the two layouts compared in one run.
 bool g_nchw = false;
+bool g_bf16 = false;  // --bf16
 
 // The layouts to time `model` in (as constructed): channels-last, and NCHW too with --nchw where
 // they differ.
@@ -165,6 +168,10 @@ void bench_model(const std::string& name, UNet model, double seconds, double gem
       const auto w = guidance_for(model, batch);
       const double s = seconds_per_call([&] { model->forward(in.x, in.t, in.labels, w); }, seconds);
       fmt::print("{}\n", row(impl, name, "sample", model, batch, s, flops, gemm).dump());
+      if (!g_bf16 || !channels_last) continue;
+      const auto x = in.x.to(torch::kBFloat16);  // the network in bfloat16 (eps_model's cast)
+      const double h = seconds_per_call([&] { model->forward(x, in.t, in.labels, w); }, seconds);
+      fmt::print("{}\n", row("numeral bf16", name, "sample", model, batch, h, flops, gemm).dump());
     }
   }
   model->set_channels_last(true);
@@ -200,8 +207,8 @@ int run(int argc, char** argv) {
   g_device = select_device("cpu");
   for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--nchw") {
-      g_nchw = true;
+    if (flag == "--nchw" || flag == "--bf16") {
+      (flag == "--nchw" ? g_nchw : g_bf16) = true;
       --i;
       continue;
     }

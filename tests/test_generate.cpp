@@ -505,6 +505,27 @@ TEST(Generate, ForwardBatchChangesTheSpeedNotTheImages) {
   EXPECT_ERROR(generate(m.model, m.diffusion, labels, o), "--forward-batch -1");
 }
 
+// precision bfloat16 runs the network's calls in bfloat16: the same images up to its rounding
+// (a few grey levels at most on this tiny model, whose images are noise-like), not the same bits.
+TEST(Generate, BFloat16PrecisionChangesTheImagesOnlyByRounding) {
+  const TinyModel m = tiny_model();
+  const auto labels = torch::tensor({0, 1, 2, 3, 4, 5, 6}, torch::kLong);
+  GenerateOptions o = fast_options(9);
+  o.guidance = 1.0;
+  const auto exact = generate(m.model, m.diffusion, labels, o);
+  o.precision = Precision::bfloat16;
+  const auto rounded = generate(m.model, m.diffusion, labels, o);
+  EXPECT_EQ(rounded.scalar_type(), torch::kFloat);
+  const auto difference = (rounded - exact).abs();
+  EXPECT_GT(difference.max().item<float>(), 0);
+  EXPECT_LT(difference.mean().item<float>(), 0.02) << difference.max().item<float>();
+  EXPECT_EQ(execution_of(o).precision, Precision::bfloat16);
+  ExecutionOptions e;
+  EXPECT_EQ(generate_options(GenerateRequest{}, e).precision, Precision::float32);
+  e.precision = Precision::bfloat16;
+  EXPECT_EQ(generate_options(GenerateRequest{}, e).precision, Precision::bfloat16);
+}
+
 TEST(Generate, TrajectoryEndsWithWhatSampleMakes) {
   const TinyModel m = tiny_model();
   const auto labels = torch::tensor({2, 5, 9}, torch::kLong);
@@ -928,6 +949,27 @@ TEST_F(Cli, SampleAutoguidedByAnotherCheckpoint) {
   EXPECT_TRUE(fs::exists(grid));
 }
 
+// --precision bfloat16 samples (the header says so) images within a few grey levels of float32's.
+TEST_F(Cli, PrecisionBFloat16SamplesAndSaysSo) {
+  const std::string sample = fmt::format(
+      "sample --checkpoint '{}' --digit 3,5 --per-digit 2 --sampler ddim --steps 2 --threads 1",
+      checkpoint_);
+  const fs::path out = dir() / "precision";
+  CliResult r = run(sample + fmt::format(" --idx '{}'", (out / "f32").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out.find("network in"), std::string::npos) << r.out;
+  r = run(sample + fmt::format(" --precision bfloat16 --idx '{}'", (out / "bf16").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("network in bfloat16"), std::string::npos) << r.out;
+  const auto a = read_idx(out / "f32-images-idx3-ubyte").to(torch::kInt),
+             b = read_idx(out / "bf16-images-idx3-ubyte").to(torch::kInt);
+  // This barely trained eps-predicting model's first step divides its noise estimate by the
+  // signal's tiny scale, so single pixels can move far (clamped); on average they move little.
+  const double mean = (a - b).abs().to(torch::kDouble).mean().item<double>();
+  EXPECT_GT(mean, 0) << "bfloat16 changed nothing";
+  EXPECT_LT(mean, 12) << "grey levels on average";
+}
+
 // `model export --guide` bundles the guide into the copy, which then samples autoguided at its own
 // w_guide with no --guide; --w-guide 0 turns it off, and the summary names both.
 TEST_F(Cli, AnExportedFileCarriesItsGuideAndItsWeight) {
@@ -1221,6 +1263,7 @@ TEST_F(Cli, BadArgumentsGiveOneLineAndNonZeroExit) {
       {"sweep " + ck + " --steps 0", "--steps: expected at least 1 (leave it out"},
       {"sample " + ck + " --forward-batch -1", "--forward-batch"},
       {"sample " + ck + " --batch-size 0", "--batch-size"},
+      {"sample " + ck + " --precision float16", "--precision"},
       {"sample " + ck + " --w-interval 6,2", "--w-interval 6,2: expected two timesteps"},
       {"sample " + ck + " --w-interval 2,10", "--w-interval 2,10: t_max is past"},
       {"sample " + ck + " --guide '" + (dir() / "nope").string() + "'", "no such checkpoint"},

@@ -183,6 +183,36 @@ TEST(FusedGroupNormGelu, ChannelsLastMatchesThePlainLayers) {
   EXPECT_ERROR(group_norm_gelu_out(torch::empty({3, 12, 7, 5}), x, norm), "one memory layout");
 }
 
+// bfloat16 sampling: the channels-last kernel reads bfloat16 into float and writes the result
+// rounded once, so it is the float32 kernel's result on the same (rounded) inputs to within
+// bfloat16's half-ulp (2^-9 relative); NCHW bfloat16, and a mix of types, are not taken.
+TEST(FusedGroupNormGelu, BFloat16ChannelsLastIsTheFloatKernelRounded) {
+  torch::manual_seed(6);
+  torch::NoGradGuard no_grad;
+  auto norm = random_affine_norm();
+  const auto last = torch::MemoryFormat::ChannelsLast;
+  const auto x = (5 * torch::randn({3, 12, 7, 5}) + 1).to(torch::kBFloat16).contiguous(last);
+  const auto residual = torch::randn({3, 12, 7, 5}).to(torch::kBFloat16).contiguous(last);
+  ASSERT_TRUE(fusable_group_norm_gelu(x, residual));
+  EXPECT_FALSE(fusable_group_norm_gelu(x.contiguous()));  // NCHW: float32 only
+  EXPECT_FALSE(fusable_group_norm_gelu(x, residual.to(torch::kFloat)));
+  const auto exact = group_norm_gelu_out(torch::empty_like(x, torch::kFloat), x.to(torch::kFloat),
+                                         norm, residual.to(torch::kFloat));
+  const auto out = group_norm_gelu_out(torch::empty_like(x), x, norm, residual);
+  EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(out.is_contiguous(last));
+  const auto error = (out.to(torch::kFloat) - exact).abs();
+  EXPECT_TRUE((error <= exact.abs() * (1.0 / 256) + 1e-6).all().item<bool>())
+      << error.max().item<float>();
+  EXPECT_TRUE(torch::equal(out, exact.to(torch::kBFloat16)));  // rounded to nearest, once
+  // In place too.
+  auto in_place = x.clone();
+  group_norm_gelu_out(in_place, in_place, norm, residual);
+  EXPECT_TRUE(torch::equal(in_place, out));
+  EXPECT_ERROR(group_norm_gelu_out(torch::empty_like(x, torch::kFloat), x, norm),
+               "x, out and the residual must be of one type");
+}
+
 // Each (sample, group) is one thread's work, so the result is the same bits on any thread count
 // (`sample` promises the same images for the same seed).
 TEST(FusedGroupNormGelu, TheThreadCountDoesNotChangeABit) {
@@ -378,6 +408,40 @@ TEST(UNet, JoinedPathEqualsPlain) {
         << "student " << student << ", attention " << k.attention << ", " << k.image_channels
         << " channels: " << (plain.detach() - joined).abs().max().item<float>();
     EXPECT_GT(plain.abs().max().item<float>(), 1e-3);  // a real comparison, not of zeros
+  }
+}
+
+// A bfloat16 input runs the network in bfloat16 (float32 weights rounded per call, embeddings in
+// float32), channels-last or NCHW, with or without attention: within bfloat16's rounding of the
+// float32 network (a relative RMS error under 2%), and a bfloat16 output.
+TEST(UNet, BFloat16InputRunsTheNetworkInBFloat16) {
+  torch::manual_seed(3);
+  torch::NoGradGuard no_grad;
+  for (const bool attention : {false, true}) {
+    for (const bool channels_last : {true, false}) {
+      UNetConfig c = tiny_config();
+      c.channels = {8, 16, 16};
+      c.image_size = 12;
+      c.guidance_input = true;
+      if (attention) c.attention_at = {3};
+      UNet model(c);
+      for (auto& p : model->parameters()) p.add_(0.05 * torch::randn_like(p));
+      model->set_channels_last(channels_last);
+      const auto x = torch::randn({4, 1, 12, 12});
+      const auto t = torch::tensor({0, 30, 60, 99}, torch::kLong);
+      const auto labels = labels_of({0, 3, kNullLabel, 9});
+      const auto w = torch::full({4}, 0.5f);
+      const auto exact = model->forward(x, t, labels, w);
+      const auto half = model->forward(x.to(torch::kBFloat16), t, labels, w);
+      EXPECT_EQ(half.scalar_type(), torch::kBFloat16);
+      const double rms = exact.pow(2).mean().sqrt().item<double>();
+      const double error = (half.to(torch::kFloat) - exact).pow(2).mean().sqrt().item<double>();
+      EXPECT_GT(rms, 1e-2);
+      EXPECT_LT(error, 0.02 * rms)
+          << "attention " << attention << ", channels-last " << channels_last;
+      EXPECT_GT(error, 0);  // it did run in bfloat16
+      for (const auto& p : model->parameters()) EXPECT_EQ(p.scalar_type(), torch::kFloat);
+    }
   }
 }
 

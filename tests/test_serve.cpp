@@ -483,7 +483,8 @@ TEST(Serve, RequestsSampledTogetherMatchTheirSoloImages) {
   }
 }
 
-// The CLI: `numeral serve --port 0` prints its address, answers, and stops cleanly on SIGTERM.
+// The CLI: `numeral serve --port 0` prints its address (and, with --precision bfloat16, that its
+// network runs so), answers, and stops cleanly on SIGTERM.
 TEST(Serve, CommandListensAndDrainsOnSigterm) {
   const fs::path model = fs::path(NUMERAL_SOURCE_DIR) / "models" / "mnist.safetensors";
   TempDir dir;
@@ -495,7 +496,7 @@ TEST(Serve, CommandListensAndDrainsOnSigterm) {
     ::dup2(fd, 1);
     ::dup2(fd, 2);
     ::execl(NUMERAL_CLI_PATH, "numeral", "serve", "--port", "0", "--checkpoint", model.c_str(),
-            "--threads", "1", nullptr);
+            "--threads", "1", "--precision", "bfloat16", nullptr);
     ::_exit(127);
   }
   int port = 0;
@@ -515,6 +516,7 @@ TEST(Serve, CommandListensAndDrainsOnSigterm) {
   ::waitpid(pid, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_file(log);
   EXPECT_NE(read_file(log).find("draining"), std::string::npos);
+  EXPECT_NE(read_file(log).find("network in bfloat16"), std::string::npos) << read_file(log);
 }
 
 }  // namespace

@@ -244,6 +244,7 @@ nlohmann::json generation_context(const EvalCommon& c, const Loaded& l) {
       j["w_guide"] = c.request.w_guide;
     }
     j["training_step"] = l.model->state.value("step", int64_t{0});
+    j["precision"] = to_string(c.execution.precision);
   }
   j["device"] = l.device.str();
   return j;

@@ -26,6 +26,7 @@ struct ServeCommand {
   std::string checkpoint;  // "" = the shipped model
   std::string guide;       // autoguidance's weaker model (requests' w_guide)
   serve::ServerOptions server;
+  ExecutionOptions execution;  // its batch_size is the server's max_images
 };
 
 // The held-out images of the model's own data, at its size, for /api/forward; none (with a
@@ -50,7 +51,7 @@ void run(ServeCommand& cmd) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const std::string checkpoint = checkpoint_or_default(cmd.checkpoint, "serve");
-  ExecutionOptions execution;
+  ExecutionOptions execution = cmd.execution;
   execution.batch_size = cmd.server.max_images;  // any request, or several sharing, is one batch
   Pipeline pipeline = open_pipeline(cmd.runtime, checkpoint, execution, cmd.guide);
   auto forward = forward_source(pipeline.model());
@@ -62,9 +63,11 @@ void run(ServeCommand& cmd) {
                                 ? fmt::format(", guide {} at default w_guide = {:g}",
                                               model.guide->path.string(), model.default_w_guide)
                                 : "";
-  const std::string summary = fmt::format(
-      "model {} ({}, default w = {:g}{}), device {}, forward process: {}", model.path.string(),
-      kind, model.default_w, guide, pipeline.device().str(), forward ? forward->name : "off");
+  const std::string summary =
+      fmt::format("model {} ({}, default w = {:g}{}), device {}{}, forward process: {}",
+                  model.path.string(), kind, model.default_w, guide, pipeline.device().str(),
+                  execution.precision == Precision::float32 ? "" : ", network in bfloat16",
+                  forward ? forward->name : "off");
   serve::Server server(std::move(pipeline), cmd.server, std::move(forward));
   const int port = server.bind();
   fmt::print("numeral serve: listening on http://{}:{}/  ({})\n", cmd.server.host, port, summary);
@@ -90,6 +93,7 @@ const bool kRegistered = register_command(/*order=*/58, [](CLI::App& app) {
                   "models/mnist-student.safetensors)");
   add_guide_option(*sub, cmd->guide);
   bind_fields(*sub, cmd->server, {"Server", {}, {}});
+  add_execution_options(*sub, cmd->execution, {"batch_size"});
   add_runtime_options(*sub, cmd->runtime);
   sub->callback([cmd] { run(*cmd); });
 });

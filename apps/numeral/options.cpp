@@ -73,8 +73,8 @@ void add_sampler_options(CLI::App& c, SamplerOptions& s) {
   bind_fields(c, s, {"Sampler", {}, {}});
 }
 
-void add_execution_options(CLI::App& c, ExecutionOptions& e) {
-  bind_fields(c, e, {"Execution", {}, {}});
+void add_execution_options(CLI::App& c, ExecutionOptions& e, const std::set<std::string>& skip) {
+  bind_fields(c, e, {"Execution", {}, skip});
 }
 
 void add_request_options(CLI::App& c, GenerateRequest& r, const std::set<std::string>& skip) {

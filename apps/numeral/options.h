@@ -80,7 +80,8 @@ void add_train_options(CLI::App& command, TrainConfig& config,
                        const std::set<std::string>& skip = {});
 void add_distill_options(CLI::App& command, DistillConfig& config);
 void add_sampler_options(CLI::App& command, SamplerOptions& options);
-void add_execution_options(CLI::App& command, ExecutionOptions& options);
+void add_execution_options(CLI::App& command, ExecutionOptions& options,
+                           const std::set<std::string>& skip = {});
 // A generation request: --classes (alias --digit), --per-class (alias --per-digit), --w, --seed,
 // --unconditional and the sampler; `skip` leaves out fields a command sets itself.
 void add_request_options(CLI::App& command, GenerateRequest& request,

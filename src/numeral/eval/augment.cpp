@@ -19,22 +19,26 @@ namespace {
 // What a cached export must match to be reused: the generator and how it sampled.
 nlohmann::json sample_provenance(const TrainedModel& generator, int64_t n,
                                  const GenerateOptions& options) {
-  return {{"generator", generator.path.string()},
-          {"generator_step", generator.state.value("step", int64_t{0})},
-          {"train_fingerprint", generator.state.value("train_fingerprint", uint64_t{0})},
-          {"count", n},
-          {"sampler", options.sampler.name},
-          {"steps", options.sampler.steps},
-          {"eta", options.sampler.eta},
-          {"variance", options.sampler.variance},
-          {"clip_x0", options.sampler.clip_x0},
-          {"guidance", options.guidance},
-          {"guidance_interval", options.guidance_interval.bounds()},
-          {"guide", generator.guide ? generator.guide->path.string() : ""},
-          {"guide_step", generator.guide ? generator.guide->state.value("step", int64_t{0}) : 0},
-          {"w_guide", options.w_guide},
-          {"seed", options.seed},
-          {"batch_size", options.batch_size}};
+  nlohmann::json j = {
+      {"generator", generator.path.string()},
+      {"generator_step", generator.state.value("step", int64_t{0})},
+      {"train_fingerprint", generator.state.value("train_fingerprint", uint64_t{0})},
+      {"count", n},
+      {"sampler", options.sampler.name},
+      {"steps", options.sampler.steps},
+      {"eta", options.sampler.eta},
+      {"variance", options.sampler.variance},
+      {"clip_x0", options.sampler.clip_x0},
+      {"guidance", options.guidance},
+      {"guidance_interval", options.guidance_interval.bounds()},
+      {"guide", generator.guide ? generator.guide->path.string() : ""},
+      {"guide_step", generator.guide ? generator.guide->state.value("step", int64_t{0}) : 0},
+      {"w_guide", options.w_guide},
+      {"seed", options.seed},
+      {"batch_size", options.batch_size}};
+  // (float32 unnamed, as before the option, so that earlier caches still match)
+  if (options.precision != Precision::float32) j["precision"] = to_string(options.precision);
+  return j;
 }
 
 // The real digits and, after them, the first m generated ones.

@@ -32,6 +32,7 @@ struct SampleSet {
   double w_guide = 0;               // autoguidance's weight against `guide` (0: none)
   std::string guide;
   uint64_t seed = 0;
+  Precision precision = Precision::float32;  // of the network's calls
   double seconds = 0;          // wall time of the generation (with the scoring of candidates)
   int64_t best_of = 1;         // candidates drawn per image (selection by score when > 1)
   std::string rank_by;         // the judge of the candidates ("classifier", "clip")

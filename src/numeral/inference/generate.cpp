@@ -28,6 +28,7 @@ GenerateOptions generate_options(const GenerateRequest& request,
   o.seed = request.seed;
   o.batch_size = execution.batch_size;
   o.forward_batch = execution.forward_batch;
+  o.precision = execution.precision;
   return o;
 }
 
@@ -43,13 +44,14 @@ GenerateRequest request_of(const GenerateOptions& options) {
 }
 
 ExecutionOptions execution_of(const GenerateOptions& options) {
-  return {options.batch_size, options.forward_batch};
+  return {options.batch_size, options.forward_batch, options.precision};
 }
 
 ModelFn sampling_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
                        const GenerateOptions& options) {
   const auto device = model->parameters().front().device();
-  return in_chunks(eps_model(model, std::move(diffusion), options.guidance),
+  const auto type = options.precision == Precision::bfloat16 ? torch::kBFloat16 : torch::kFloat;
+  return in_chunks(eps_model(model, std::move(diffusion), options.guidance, type),
                    options.resolved_forward_batch(device));
 }
 

@@ -26,6 +26,7 @@ struct GenerateOptions {
   uint64_t seed = 0;          // same seed, checkpoint and options: the same images
   int64_t batch_size = 256;   // images sampled together; batch b's noise is seeded by (seed, b)
   int64_t forward_batch = 0;  // images per network call (guidance doubles a batch); 0 = auto
+  Precision precision = Precision::float32;  // of the network's calls (request.h)
 
   // forward_batch as used on `device`: the option, or when 0, kCpuForwardBatch on a CPU (whose
   // cache a larger call overflows) and the whole batch on an accelerator (0). Throws when < 0.
@@ -38,11 +39,11 @@ GenerateOptions generate_options(const GenerateRequest& request, const Execution
 // The request part of engine options: sampler, w and seed (classes and per_class left empty).
 GenerateRequest request_of(const GenerateOptions& options);
 
-// The execution part of engine options: batch_size and forward_batch.
+// The execution part of engine options: batch_size, forward_batch and precision.
 ExecutionOptions execution_of(const GenerateOptions& options);
 
 // The model as generate() calls it: predicted noise, options.resolved_forward_batch images per
-// call. The images do not depend on the call size beyond float rounding.
+// call, in options.precision. The images do not depend on the call size beyond float rounding.
 ModelFn sampling_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
                        const GenerateOptions& options);
 

@@ -206,15 +206,20 @@ TrainedModel export_for_sampling(const std::filesystem::path& from, const std::f
   return load_trained_model(to, torch::kCPU);  // the exported file must load for sampling
 }
 
-ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, double guidance) {
+ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, double guidance,
+                  torch::ScalarType network) {
+  NUMERAL_CHECK(network == torch::kFloat || network == torch::kBFloat16,
+                "eps_model: the network runs in float32 or bfloat16, not {}",
+                c10::toString(network));
   const bool student = model->config().guidance_input;
-  return [model, diffusion, guidance, student](const torch::Tensor& x, const torch::Tensor& t,
-                                               const torch::Tensor& y) mutable {
+  return [model, diffusion, guidance, student, network](
+             const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) mutable {
     return diffusion->predict_eps(
         [&](const torch::Tensor& input, const torch::Tensor& time, const torch::Tensor& labels) {
-          if (!student) return model->forward(input, time, labels);
-          return model->forward(input, time, labels,
-                                torch::full({input.size(0)}, guidance, input.options()));
+          const auto in = input.to(network);
+          const auto w =
+              student ? torch::full({input.size(0)}, guidance, input.options()) : torch::Tensor{};
+          return model->forward(in, time, labels, w).to(input.scalar_type());
         },
         x, t, y);
   };

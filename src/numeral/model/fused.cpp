@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "numeral/common/error.h"
@@ -43,19 +44,23 @@ inline __attribute__((always_inline)) float erf_rational(float x) {
   return a * p / q;
 }
 
-struct Plan {
-  const float* x;
-  float* out;
-  const float* residual;                          // null: nothing added
+// T: the activations' element type, float or (channels-last sampling only) c10::BFloat16, whose
+// values the kernel reads into float and writes back rounded to nearest even.
+template <typename T>
+struct PlanOf {
+  const T* x;
+  T* out;
+  const T* residual;                              // null: nothing added
   const float* gamma;                             // null: 1
   const float* beta;                              // null: 0
-  int64_t x_stride, out_stride, residual_stride;  // between samples, in floats
+  int64_t x_stride, out_stride, residual_stride;  // between samples, in elements
   int64_t x_pixel, out_pixel, residual_pixel;     // between pixels (channels-last only)
   int64_t channels, groups, pixels;               // C, G, H * W
   double eps;
   double* mean = nullptr;  // [B, G], written when not null (for the backward pass)
   double* rstd = nullptr;
 };
+using Plan = PlanOf<float>;
 
 // Mean and 1 / standard deviation from the sums of n values and of their squares.
 inline void statistics(double sum, double square, double n, double eps, double& mean,
@@ -344,14 +349,15 @@ Layout layout_of(const torch::Tensor& t) {
 // The channels-last kernel: one sample at a time (all its groups together), the loops running
 // along the channels of each pixel. Per-channel float64 sums of x and x^2 give each group's
 // statistics, then y = gelu(x scale_c + shift_c) (+ r) pixel by pixel.
-NUMERAL_CPU_CLONES void channel_sums(const float* __restrict x, int64_t pixels, int64_t stride,
+template <typename T>
+NUMERAL_CPU_CLONES void channel_sums(const T* __restrict x, int64_t pixels, int64_t stride,
                                      int64_t channels, double* __restrict sum,
                                      double* __restrict square) {
   for (int64_t c = 0; c < channels; ++c) sum[c] = square[c] = 0;
   for (int64_t i = 0; i < pixels; ++i) {
-    const float* __restrict row = x + i * stride;
+    const T* __restrict row = x + i * stride;
     for (int64_t c = 0; c < channels; ++c) {
-      const double v = row[c];
+      const double v = static_cast<float>(row[c]);
       sum[c] += v;
       square[c] += v * v;
     }
@@ -360,24 +366,27 @@ NUMERAL_CPU_CLONES void channel_sums(const float* __restrict x, int64_t pixels, 
 
 // y = gelu(x scale_c + shift_c) (+ r) over a sample's pixels; out may be x (in place: then only
 // `out` is read, so that the restrict-qualified pointers never alias).
-template <bool kResidual, bool kInPlace>
-NUMERAL_CPU_CLONES void gelu_pixels(const Plan& p, const float* x, float* out, const float* r,
+template <typename T, bool kResidual, bool kInPlace>
+NUMERAL_CPU_CLONES void gelu_pixels(const PlanOf<T>& p, const T* x, T* out, const T* r,
                                     const float* __restrict scale, const float* __restrict shift) {
   for (int64_t i = 0; i < p.pixels; ++i) {
-    float* __restrict y = out + i * p.out_pixel;
-    const float* __restrict in = kInPlace ? nullptr : x + i * p.x_pixel;
-    const float* __restrict add = kResidual ? r + i * p.residual_pixel : nullptr;
+    T* __restrict y = out + i * p.out_pixel;
+    const T* __restrict in = kInPlace ? nullptr : x + i * p.x_pixel;
+    const T* __restrict add = kResidual ? r + i * p.residual_pixel : nullptr;
     for (int64_t c = 0; c < p.channels; ++c) {
-      y[c] = gelu_of(kInPlace ? y[c] : in[c], scale[c], shift[c]) + (kResidual ? add[c] : 0.0f);
+      const float v = static_cast<float>(kInPlace ? y[c] : in[c]);
+      y[c] = static_cast<T>(gelu_of(v, scale[c], shift[c]) +
+                            (kResidual ? static_cast<float>(add[c]) : 0.0f));
     }
   }
 }
 
-void run_sample_nhwc(const Plan& p, int64_t sample) {
+template <typename T>
+void run_sample_nhwc(const PlanOf<T>& p, int64_t sample) {
   const int64_t channels = p.channels, per_group = channels / p.groups;
   std::vector<double> sum(channels), square(channels);
   std::vector<float> scale(channels), shift(channels);
-  const float* x = p.x + sample * p.x_stride;
+  const T* x = p.x + sample * p.x_stride;
   channel_sums(x, p.pixels, p.x_pixel, channels, sum.data(), square.data());
   const double n = static_cast<double>(per_group * p.pixels);
   for (int64_t g = 0; g < p.groups; ++g) {
@@ -398,25 +407,29 @@ void run_sample_nhwc(const Plan& p, int64_t sample) {
       shift[c] = static_cast<float>(beta - mean * rstd * gamma);
     }
   }
-  float* out = p.out + sample * p.out_stride;
-  const float* r = p.residual ? p.residual + sample * p.residual_stride : nullptr;
+  T* out = p.out + sample * p.out_stride;
+  const T* r = p.residual ? p.residual + sample * p.residual_stride : nullptr;
   const bool in_place = x == out && p.x_pixel == p.out_pixel;
   if (in_place) {
-    r ? gelu_pixels<true, true>(p, x, out, r, scale.data(), shift.data())
-      : gelu_pixels<false, true>(p, x, out, r, scale.data(), shift.data());
+    r ? gelu_pixels<T, true, true>(p, x, out, r, scale.data(), shift.data())
+      : gelu_pixels<T, false, true>(p, x, out, r, scale.data(), shift.data());
   } else {
-    r ? gelu_pixels<true, false>(p, x, out, r, scale.data(), shift.data())
-      : gelu_pixels<false, false>(p, x, out, r, scale.data(), shift.data());
+    r ? gelu_pixels<T, true, false>(p, x, out, r, scale.data(), shift.data())
+      : gelu_pixels<T, false, false>(p, x, out, r, scale.data(), shift.data());
   }
 }
 
 }  // namespace
 
 bool fusable_group_norm_gelu(const torch::Tensor& x, const torch::Tensor& like) {
-  const bool fusable = !torch::GradMode::is_enabled() && x.device().is_cpu() &&
-                       x.scalar_type() == torch::kFloat && layout_of(x) != Layout::kNone;
+  const Layout layout = layout_of(x);
+  const bool typed = x.scalar_type() == torch::kFloat ||
+                     (x.scalar_type() == torch::kBFloat16 && layout == Layout::kNhwc);
+  const bool fusable =
+      !torch::GradMode::is_enabled() && x.device().is_cpu() && typed && layout != Layout::kNone;
   return fusable &&
-         (!like.defined() || (fusable_group_norm_gelu(like) && layout_of(like) == layout_of(x)));
+         (!like.defined() || (fusable_group_norm_gelu(like) && layout_of(like) == layout &&
+                              like.scalar_type() == x.scalar_type()));
 }
 
 namespace {
@@ -428,13 +441,14 @@ void check_norm(const torch::Tensor& x, const torch::nn::GroupNormOptions& o, co
                 o.num_channels(), o.num_groups());
 }
 
-Plan forward_plan(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& residual,
-                  const torch::Tensor& gamma, const torch::Tensor& beta, int64_t groups,
-                  double eps) {
-  Plan p;
-  p.x = x.data_ptr<float>();
-  p.out = out.data_ptr<float>();
-  p.residual = residual.defined() ? residual.data_ptr<float>() : nullptr;
+template <typename T = float>
+PlanOf<T> forward_plan(const torch::Tensor& out, const torch::Tensor& x,
+                       const torch::Tensor& residual, const torch::Tensor& gamma,
+                       const torch::Tensor& beta, int64_t groups, double eps) {
+  PlanOf<T> p;
+  p.x = x.data_ptr<T>();
+  p.out = out.data_ptr<T>();
+  p.residual = residual.defined() ? residual.data_ptr<T>() : nullptr;
   p.gamma = gamma.defined() ? gamma.data_ptr<float>() : nullptr;
   p.beta = beta.defined() ? beta.data_ptr<float>() : nullptr;
   p.x_stride = x.stride(0);
@@ -468,11 +482,14 @@ void for_each_sample(int64_t samples, const Body& body) {
 
 // The forward kernel over a whole batch of `samples`: per (sample, group) for NCHW, per sample
 // for channels-last. The one dispatch of group_norm_gelu_out and the training node's forward.
-void run_forward(const Plan& p, int64_t samples, Layout layout) {
+template <typename T>
+void run_forward(const PlanOf<T>& p, int64_t samples, Layout layout) {
   if (layout == Layout::kNhwc) {
     for_each_sample(samples, [&](int64_t b) { run_sample_nhwc(p, b); });
-  } else {
+  } else if constexpr (std::is_same_v<T, float>) {
     for_each_group(samples, p.groups, [&](int64_t b, int64_t g) { run_group(p, b, g); });
+  } else {
+    NUMERAL_CHECK(false, "group_norm_gelu_out: bfloat16 takes channels-last tensors only");
   }
 }
 
@@ -544,8 +561,12 @@ torch::Tensor group_norm_gelu(const torch::Tensor& x, const torch::nn::GroupNorm
   const auto& o = norm->options;
   const bool fused = x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.dim() == 4 &&
                      o.affine() && norm->weight.scalar_type() == torch::kFloat;
-  if (!fused)
-    return torch::gelu(torch::group_norm(x, o.num_groups(), norm->weight, norm->bias, o.eps()));
+  if (!fused) {  // (a bfloat16 x, in sampling, takes the affine weights rounded)
+    const auto type = x.scalar_type();
+    const auto weight = o.affine() ? norm->weight.to(type) : torch::Tensor{};
+    const auto bias = o.affine() ? norm->bias.to(type) : torch::Tensor{};
+    return torch::gelu(torch::group_norm(x, o.num_groups(), weight, bias, o.eps()));
+  }
   check_norm(x, o, "group_norm_gelu");
   return GroupNormGelu::apply(x, norm->weight, norm->bias, o.num_groups(), o.eps());
 }
@@ -555,23 +576,33 @@ torch::Tensor group_norm_gelu_out(const torch::Tensor& out, const torch::Tensor&
   const auto& o = norm->options;
   NUMERAL_CHECK(fusable_group_norm_gelu(x) && fusable_group_norm_gelu(out),
                 "group_norm_gelu_out: expected float32 CPU [B, C, H, W] tensors with contiguous "
-                "samples or channels-last pixels, outside autograd (got {} and {})",
-                x.sizes(), out.sizes());
+                "samples or channels-last pixels (or bfloat16 channels-last ones), outside "
+                "autograd (got {} {} and {} {})",
+                c10::toString(x.scalar_type()), x.sizes(), c10::toString(out.scalar_type()),
+                out.sizes());
   NUMERAL_CHECK(out.sizes() == x.sizes() && (!residual.defined() || residual.sizes() == x.sizes()),
                 "group_norm_gelu_out: shapes differ ({}, out {}, residual {})", x.sizes(),
                 out.sizes(), residual.defined() ? residual.sizes() : x.sizes());
   NUMERAL_CHECK(!residual.defined() || fusable_group_norm_gelu(residual),
                 "group_norm_gelu_out: the residual must be float32 with contiguous samples or "
-                "channels-last pixels");
+                "channels-last pixels (or bfloat16 channels-last)");
   check_norm(x, o, "group_norm_gelu_out");
   const Layout layout = layout_of(x);
   NUMERAL_CHECK(layout_of(out) == layout && (!residual.defined() || layout_of(residual) == layout),
                 "group_norm_gelu_out: x, out and the residual must share one memory layout "
                 "(contiguous samples or channels-last)");
-  const auto gamma = o.affine() ? norm->weight.contiguous() : torch::Tensor{};
-  const auto beta = o.affine() ? norm->bias.contiguous() : torch::Tensor{};
-  const Plan p = forward_plan(out, x, residual, gamma, beta, o.num_groups(), o.eps());
-  run_forward(p, x.size(0), layout);
+  NUMERAL_CHECK(out.scalar_type() == x.scalar_type() &&
+                    (!residual.defined() || residual.scalar_type() == x.scalar_type()),
+                "group_norm_gelu_out: x, out and the residual must be of one type");
+  const auto gamma = o.affine() ? norm->weight.to(torch::kFloat).contiguous() : torch::Tensor{};
+  const auto beta = o.affine() ? norm->bias.to(torch::kFloat).contiguous() : torch::Tensor{};
+  if (x.scalar_type() == torch::kBFloat16) {
+    run_forward(forward_plan<c10::BFloat16>(out, x, residual, gamma, beta, o.num_groups(), o.eps()),
+                x.size(0), layout);
+  } else {
+    run_forward(forward_plan(out, x, residual, gamma, beta, o.num_groups(), o.eps()), x.size(0),
+                layout);
+  }
   return out;
 }
 

@@ -9,8 +9,9 @@ namespace numeral {
 
 // Whether the fused kernel takes x: outside autograd, float32 on the CPU, [B, C, H, W] with each
 // sample's [C, H, W] contiguous (a channel slice of a contiguous buffer qualifies) or channels-last
-// (each pixel's channels contiguous: a channels-last tensor or a channel slice of one). With
-// `like`: and `like` too, in the same layout (the kernel's x, out and residual must share one).
+// (each pixel's channels contiguous: a channels-last tensor or a channel slice of one); or
+// bfloat16 and channels-last (computed in float, rounded once on writing). With `like`: and `like`
+// too, in the same layout and type (the kernel's x, out and residual must share them).
 bool fusable_group_norm_gelu(const torch::Tensor& x, const torch::Tensor& like = {});
 
 // out = gelu(group_norm(x)) + residual, with `norm`'s groups, eps and affine weights and the exact

@@ -18,6 +18,14 @@ torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int64_t dim) {
   return torch::cat({args.sin(), args.cos()}, /*dim=*/1);             // [B, dim]
 }
 
+torch::Tensor convolve(nn::Conv2d& conv, const torch::Tensor& x) {
+  const auto& w = conv->weight;
+  if (x.scalar_type() == w.scalar_type()) return conv(x);
+  const auto type = x.scalar_type();
+  return torch::conv2d(x, w.to(type), conv->bias.defined() ? conv->bias.to(type) : torch::Tensor{},
+                       /*stride=*/1, /*padding=*/(w.size(2) - 1) / 2);
+}
+
 EmbedBlockImpl::EmbedBlockImpl(int64_t in_features, int64_t hidden, int64_t out_features,
                                bool zero_out)
     : fc1_(register_module("fc1", nn::Linear(in_features, hidden))),
@@ -47,18 +55,19 @@ ResBlockImpl::ResBlockImpl(int64_t in_channels, int64_t out_channels, int64_t gr
 }
 
 torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& out) {
-  auto h = conv1_(x);
+  auto h = convolve(conv1_, x);
   const bool fused =
       fusable_group_norm_gelu(h, out) && (shortcut_ || fusable_group_norm_gelu(h, x));
   if (fused) {
     // Sampling on the CPU: each GroupNorm, its GELU (and the residual) in one pass (fused.h).
     group_norm_gelu_out(h, h, norm1_);
-    h = conv2_(h);
-    return group_norm_gelu_out(out.defined() ? out : h, h, norm2_, shortcut_ ? shortcut_(x) : x);
+    h = convolve(conv2_, h);
+    return group_norm_gelu_out(out.defined() ? out : h, h, norm2_,
+                               shortcut_ ? convolve(shortcut_, x) : x);
   }
   h = group_norm_gelu(h, norm1_);
-  h = group_norm_gelu(conv2_(h), norm2_);
-  const auto residual = shortcut_ ? shortcut_(x) : x;
+  h = group_norm_gelu(convolve(conv2_, h), norm2_);
+  const auto residual = shortcut_ ? convolve(shortcut_, x) : x;
   if (!out.defined()) return h + residual;
   torch::Tensor target = out;
   return torch::add_out(target, h, residual);
@@ -85,10 +94,10 @@ torch::Tensor UpBlockImpl::upsample(const torch::Tensor& x, const torch::Tensor&
   // ConvTranspose2d's weight is [in, out, 2, 2]: output pixel (2i + a, 2j + b) of channel o is
   // sum_c x[c, i, j] w[c, o, a, b] + bias[o], a 1x1 convolution to channel 4o + 2a + b followed by
   // a pixel shuffle (which reads channel 4o + 2a + b into pixel (2i + a, 2j + b) of channel o).
-  const auto& w = up_->weight;
+  const auto w = up_->weight.to(x.scalar_type());  // bfloat16 sampling: the weights rounded
   const int64_t in = w.size(0), channels = w.size(1);
   const auto patches = torch::conv2d(x, w.permute({1, 2, 3, 0}).reshape({4 * channels, in, 1, 1}),
-                                     up_->bias.repeat_interleave(4));  // [B, 4 out, H, W]
+                                     up_->bias.to(x.scalar_type()).repeat_interleave(4));
   if (!out.defined()) return torch::pixel_shuffle(patches, 2);
   // The pixel shuffle as one strided copy into `out`: [B, o, a, b, i, j] -> [B, o, i, a, j, b].
   const int64_t b = x.size(0), h = x.size(2), wd = x.size(3);
@@ -113,6 +122,8 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t channels, int64_t heads, int64_t gr
       attention_(register_module("attention", nn::MultiheadAttention(channels, heads))) {}
 
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x) {
+  const auto type = norm_->weight.scalar_type();
+  if (x.scalar_type() != type) return forward(x.to(type)).to(x.scalar_type());  // in float32
   const auto b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   auto seq = norm_(x).flatten(2).permute({2, 0, 1});  // [H*W, B, C]
   auto out = std::get<0>(attention_(seq, seq, seq));  // [H*W, B, C]

@@ -8,6 +8,11 @@ namespace numeral {
 // emb[i] = sin(t * w_i), emb[half + i] = cos(t * w_i), w_i = 10000^(-i / (half - 1)).
 torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int64_t dim);  // [B] -> [B, dim]
 
+// conv(x) in x's floating type: a float32 layer on a bfloat16 x (bfloat16 sampling, where the
+// weights stay float32 and are rounded for each call) convolves in bfloat16. For the U-Net's
+// stride-1 "same" convolutions (padding (k - 1) / 2).
+torch::Tensor convolve(torch::nn::Conv2d& conv, const torch::Tensor& x);
+
 // A two-layer MLP (Linear, GELU, Linear): turns a time feature or a one-hot label into a
 // per-channel embedding. zero_out starts the last layer at zero, so that the block adds nothing
 // until trained (a new input grafted onto a trained network).

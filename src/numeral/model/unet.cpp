@@ -110,7 +110,10 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
     if (guidance_features.defined()) {
       shift = shift + guidance_embed_[level]->as<EmbedBlock>()->forward(guidance_features);
     }
-    const auto s = (1 + scale).unsqueeze(-1).unsqueeze(-1), b = shift.unsqueeze(-1).unsqueeze(-1);
+    // The embeddings run in float32; a bfloat16 network takes their outputs rounded.
+    const auto type = h.scalar_type();
+    const auto s = (1 + scale).to(type).unsqueeze(-1).unsqueeze(-1),
+               b = shift.to(type).unsqueeze(-1).unsqueeze(-1);
     return out.defined() ? torch::addcmul_out(out, b, h, s) : torch::addcmul(b, h, s);
   };
   // Every skip connection ends in a concatenation [up-sampled | skip] along the channels (and the
@@ -177,10 +180,10 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x_t, const torch::Tensor& t
                join_in_place && last ? output_joined.narrow(1, 0, widths[0]) : torch::Tensor{});
     record(fmt::format(up_attention_[j] ? "up[{}] UpBlock+attention" : "up[{}] UpBlock", j), h);
   }
-  h = out_conv1_(join_in_place ? output_joined : torch::cat({h, x0_features}, /*dim=*/1));
+  h = convolve(out_conv1_, join_in_place ? output_joined : torch::cat({h, x0_features}, /*dim=*/1));
   h = fusable_group_norm_gelu(h) ? group_norm_gelu_out(h, h, out_norm_)
                                  : group_norm_gelu(h, out_norm_);
-  h = out_conv2_(h);
+  h = convolve(out_conv2_, h);
   record("output conv", h);
   return channels_last ? h.contiguous() : h;
 }
