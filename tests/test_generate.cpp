@@ -29,6 +29,7 @@
 #include "numeral/inference/pipeline.h"
 #include "numeral/io/checkpoint.h"
 #include "numeral/io/image.h"
+#include "numeral/model/layers.h"
 #include "numeral/train/trainer.h"
 #include "test_util.h"
 
@@ -508,6 +509,7 @@ TEST(Generate, ForwardBatchChangesTheSpeedNotTheImages) {
 // precision bfloat16 runs the network's calls in bfloat16: the same images up to its rounding
 // (a few grey levels at most on this tiny model, whose images are noise-like), not the same bits.
 TEST(Generate, BFloat16PrecisionChangesTheImagesOnlyByRounding) {
+  if (!bfloat16_convolutions_run(torch::kCPU)) GTEST_SKIP() << "no bfloat16 convolutions here";
   const TinyModel m = tiny_model();
   const auto labels = torch::tensor({0, 1, 2, 3, 4, 5, 6}, torch::kLong);
   GenerateOptions o = fast_options(9);
@@ -951,6 +953,7 @@ TEST_F(Cli, SampleAutoguidedByAnotherCheckpoint) {
 
 // --precision bfloat16 samples (the header says so) images within a few grey levels of float32's.
 TEST_F(Cli, PrecisionBFloat16SamplesAndSaysSo) {
+  if (!bfloat16_convolutions_run(torch::kCPU)) GTEST_SKIP() << "no bfloat16 convolutions here";
   const std::string sample = fmt::format(
       "sample --checkpoint '{}' --digit 3,5 --per-digit 2 --sampler ddim --steps 2 --threads 1",
       checkpoint_);
@@ -968,6 +971,29 @@ TEST_F(Cli, PrecisionBFloat16SamplesAndSaysSo) {
   const double mean = (a - b).abs().to(torch::kDouble).mean().item<double>();
   EXPECT_GT(mean, 0) << "bfloat16 changed nothing";
   EXPECT_LT(mean, 12) << "grey levels on average";
+}
+
+// Where LibTorch cannot run bfloat16 convolutions (here: oneDNN held to AVX2 while LibTorch takes
+// the CPU for an AVX-512 one), --precision bfloat16 is refused in one line and nothing is written;
+// a CPU whose fallback runs them samples instead.
+TEST_F(Cli, PrecisionBFloat16WhereItCannotRunIsOneLine) {
+  const fs::path out = dir() / "no-bf16" / "x";
+  ::setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+  ::setenv("DNNL_MAX_CPU_ISA", "AVX2", 1);
+  const CliResult r = run(fmt::format(
+      "sample --checkpoint '{}' --digit 3 --per-digit 2 --sampler ddim --steps 2 --threads 1 "
+      "--precision bfloat16 --idx '{}'",
+      checkpoint_, out.string()));
+  ::unsetenv("ONEDNN_MAX_CPU_ISA");
+  ::unsetenv("DNNL_MAX_CPU_ISA");
+  if (r.rc == 0) return;  // this CPU's fallback convolutions took bfloat16
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.err_lines(), 1) << r.err;
+  EXPECT_NE(r.err.find("--precision bfloat16: LibTorch cannot run bfloat16 convolutions on this "
+                       "cpu"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(out.parent_path() / "x-images-idx3-ubyte"));
 }
 
 // `model export --guide` bundles the guide into the copy, which then samples autoguided at its own

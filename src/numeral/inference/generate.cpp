@@ -5,6 +5,7 @@
 #include "numeral/common/error.h"
 #include "numeral/diffusion/guidance.h"
 #include "numeral/inference/trained_model.h"
+#include "numeral/model/layers.h"
 
 namespace numeral {
 
@@ -50,7 +51,12 @@ ExecutionOptions execution_of(const GenerateOptions& options) {
 ModelFn sampling_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
                        const GenerateOptions& options) {
   const auto device = model->parameters().front().device();
-  const auto type = options.precision == Precision::bfloat16 ? torch::kBFloat16 : torch::kFloat;
+  const bool bf16 = options.precision == Precision::bfloat16;
+  NUMERAL_FIELD_CHECK(!bf16 || bfloat16_convolutions_run(device), "precision",
+                      "precision bfloat16: LibTorch cannot run bfloat16 convolutions on this {} "
+                      "(its CPU instructions or oneDNN build); use float32",
+                      device.str());
+  const auto type = bf16 ? torch::kBFloat16 : torch::kFloat;
   return in_chunks(eps_model(model, std::move(diffusion), options.guidance, type),
                    options.resolved_forward_batch(device));
 }

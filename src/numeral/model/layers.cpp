@@ -1,6 +1,8 @@
 #include "numeral/model/layers.h"
 
 #include <cmath>
+#include <map>
+#include <mutex>
 
 #include "numeral/model/fused.h"
 
@@ -24,6 +26,25 @@ torch::Tensor convolve(nn::Conv2d& conv, const torch::Tensor& x) {
   const auto type = x.scalar_type();
   return torch::conv2d(x, w.to(type), conv->bias.defined() ? conv->bias.to(type) : torch::Tensor{},
                        /*stride=*/1, /*padding=*/(w.size(2) - 1) / 2);
+}
+
+bool bfloat16_convolutions_run(const torch::Device& device) {
+  static std::mutex mutex;
+  static std::map<c10::DeviceType, bool> known;
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto it = known.find(device.type());
+  if (it != known.end()) return it->second;
+  bool runs = true;
+  try {
+    torch::NoGradGuard no_grad;
+    const auto options = torch::TensorOptions().dtype(torch::kBFloat16).device(device);
+    const auto x = torch::ones({2, 8, 6, 6}, options).contiguous(torch::MemoryFormat::ChannelsLast);
+    torch::conv2d(x, torch::ones({8, 8, 3, 3}, options), torch::ones({8}, options), 1, 1);
+  } catch (const std::exception&) {
+    runs = false;
+  }
+  known.emplace(device.type(), runs);
+  return runs;
 }
 
 EmbedBlockImpl::EmbedBlockImpl(int64_t in_features, int64_t hidden, int64_t out_features,

@@ -13,6 +13,11 @@ torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int64_t dim);  // [B]
 // stride-1 "same" convolutions (padding (k - 1) / 2).
 torch::Tensor convolve(torch::nn::Conv2d& conv, const torch::Tensor& x);
 
+// Whether LibTorch runs a bfloat16 channels-last convolution on `device` (tried once per device
+// type, then remembered): on a CPU this depends on its instructions and on the oneDNN build
+// (e.g. a oneDNN limited to AVX2 by ONEDNN_MAX_CPU_ISA refuses it).
+bool bfloat16_convolutions_run(const torch::Device& device);
+
 // A two-layer MLP (Linear, GELU, Linear): turns a time feature or a one-hot label into a
 // per-channel embedding. zero_out starts the last layer at zero, so that the block adds nothing
 // until trained (a new input grafted onto a trained network).
