@@ -31,6 +31,7 @@
 #include "numeral/eval/report.h"
 #include "numeral/eval/samples.h"
 #include "numeral/io/checkpoint.h"
+#include "numeral/model/layers.h"
 #include "test_util.h"
 #include "tiny_run.h"
 
@@ -705,6 +706,11 @@ TEST(Popout, RunsTheSamplerAndRecordsEveryStep) {
   EXPECT_EQ(s.steps, 5);
   EXPECT_GT(s.seconds, 0.0);
   EXPECT_FALSE(contains(describe_samples(s), "w_guide"));
+  EXPECT_FALSE(contains(describe_samples(s), "bfloat16"));
+  SampleSet rounded = s;
+  rounded.precision = Precision::bfloat16;
+  EXPECT_TRUE(contains(describe_samples(rounded), ", network in bfloat16, seed "))
+      << describe_samples(rounded);
   // Autoguided digits say so, naming the guide.
   TrainedModel guided = m;
   attach_guide(guided, m);
@@ -852,6 +858,16 @@ TEST(Augment, TinyExperimentReportAndCache) {
   EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
                           [](const std::string& s) { return contains(s, "reusing"); }),
             1);
+  // bfloat16 digits are other digits too: neither cache is reused for them.
+  if (bfloat16_convolutions_run(torch::kCPU)) {
+    AugmentPlan rounded = plan;
+    rounded.generate.precision = Precision::bfloat16;
+    lines.clear();
+    run_augment(rounded, *split, &full, print);
+    EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
+                            [](const std::string& s) { return contains(s, "reusing"); }),
+              0);
+  }
   // Without a full-data generator only the low-data experiment runs.
   const auto low_only = run_augment(plan, *split, nullptr, print);
   ASSERT_EQ(low_only.size(), 1u);
