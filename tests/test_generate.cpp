@@ -964,6 +964,13 @@ TEST_F(Cli, PrecisionBFloat16SamplesAndSaysSo) {
   r = run(sample + fmt::format(" --precision bfloat16 --idx '{}'", (out / "bf16").string()));
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("network in bfloat16"), std::string::npos) << r.out;
+  r =
+      run(fmt::format("trajectory --checkpoint '{}' --digit 3 --steps 2 --threads 1 --precision "
+                      "bfloat16 --out '{}'",
+                      checkpoint_, (out / "trajectory.png").string()));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("network in bfloat16"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(out / "trajectory.png"));
   const auto a = read_idx(out / "f32-images-idx3-ubyte").to(torch::kInt),
              b = read_idx(out / "bf16-images-idx3-ubyte").to(torch::kInt);
   // This barely trained eps-predicting model's first step divides its noise estimate by the

@@ -27,6 +27,7 @@ struct TrajectoryCommand {
   std::string guide;  // autoguidance's weaker model
   int64_t frames = 10;
   GenerateRequest request;
+  ExecutionOptions execution;  // its batch_size: at least the digits asked for
   std::string out = "trajectory.png", gif;
   int scale = 3, gif_scale = 2;
 };
@@ -37,7 +38,7 @@ void run(TrajectoryCommand& cmd, const CLI::App& command) {
                 cmd.frames);
   cmd.request.per_class = 1;
   // Batch 0 of `numeral sample` with its default batch size: the same noise, the same images.
-  ExecutionOptions execution;
+  ExecutionOptions execution = cmd.execution;
   execution.batch_size = std::max<int64_t>(
       execution.batch_size,
       cmd.request.classes.empty() ? 0 : static_cast<int64_t>(cmd.request.classes.size()));
@@ -51,8 +52,9 @@ void run(TrajectoryCommand& cmd, const CLI::App& command) {
   const int64_t T = pipeline.T();
   const int64_t steps = sampler.resolved_steps(T);
   const std::string w = format_weight(request.w);
-  fmt::print("numeral trajectory  checkpoint {}  device {}\n", pipeline.model().path.string(),
-             pipeline.device().str());
+  fmt::print("numeral trajectory  checkpoint {}  device {}{}\n", pipeline.model().path.string(),
+             pipeline.device().str(),
+             execution.precision == Precision::float32 ? "" : "  network in bfloat16");
   fmt::print("  sampler {}, {} steps (T = {}), w={}, seed {}, {} digit{}\n", sampler.name, steps, T,
              w, request.seed, classes.size(), classes.size() == 1 ? "" : "s");
   std::fflush(stdout);
@@ -107,6 +109,7 @@ const bool kRegistered = register_command(/*order=*/54, [](CLI::App& app) {
   sub->add_option("--gif-scale", cmd->gif_scale, "GIF upscaling factor (noise compresses badly)")
       ->capture_default_str()
       ->check(between(1, 16));
+  add_execution_options(*sub, cmd->execution, {"batch_size"});
   add_runtime_options(*sub, cmd->runtime);
   sub->callback([cmd, sub] { run(*cmd, *sub); });
 });
