@@ -78,10 +78,8 @@ void run(SampleCommand& cmd, CLI::App& app) {
   const int64_t T = pipeline.T();
   const int64_t steps = sampler.resolved_steps(T);
   const std::string what = unconditional ? "unconditional" : format_guidance(request);
-  const Precision precision = pipeline.execution().precision;
   fmt::print("numeral sample  checkpoint {}  device {}{}\n", trained.path.string(),
-             pipeline.device().str(),
-             precision == Precision::float32 ? "" : "  network in " + to_string(precision));
+             pipeline.device().str(), precision_addition(pipeline.execution().precision));
   if (trained.guide && request.w_guide != 0)
     fmt::print("  autoguided by {}\n", trained.guide->path.string());
   fmt::print("  sampler {}, {} steps (T = {}), {}, seed {}: {} images ({} per {})\n", sampler.name,

@@ -13,6 +13,7 @@
 #include "numeral/common/runtime.h"
 #include "numeral/common/signals.h"
 #include "numeral/data/dataset.h"
+#include "numeral/generate/request.h"
 #include "numeral/inference/run_config.h"
 #include "numeral/serve/server.h"
 #include "options.h"
@@ -66,8 +67,7 @@ void run(ServeCommand& cmd) {
   const std::string summary =
       fmt::format("model {} ({}, default w = {:g}{}), device {}{}, forward process: {}",
                   model.path.string(), kind, model.default_w, guide, pipeline.device().str(),
-                  execution.precision == Precision::float32 ? "" : ", network in bfloat16",
-                  forward ? forward->name : "off");
+                  precision_addition(execution.precision), forward ? forward->name : "off");
   serve::Server server(std::move(pipeline), cmd.server, std::move(forward));
   const int port = server.bind();
   fmt::print("numeral serve: listening on http://{}:{}/  ({})\n", cmd.server.host, port, summary);

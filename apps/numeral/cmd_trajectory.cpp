@@ -53,8 +53,7 @@ void run(TrajectoryCommand& cmd, const CLI::App& command) {
   const int64_t steps = sampler.resolved_steps(T);
   const std::string w = format_weight(request.w);
   fmt::print("numeral trajectory  checkpoint {}  device {}{}\n", pipeline.model().path.string(),
-             pipeline.device().str(),
-             execution.precision == Precision::float32 ? "" : "  network in bfloat16");
+             pipeline.device().str(), precision_addition(execution.precision));
   fmt::print("  sampler {}, {} steps (T = {}), w={}, seed {}, {} digit{}\n", sampler.name, steps, T,
              w, request.seed, classes.size(), classes.size() == 1 ? "" : "s");
   std::fflush(stdout);

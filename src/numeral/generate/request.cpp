@@ -55,4 +55,8 @@ std::string guidance_additions(const std::vector<int64_t>& w_interval, double w_
   return text;
 }
 
+std::string precision_addition(Precision precision) {
+  return precision == Precision::float32 ? "" : ", network in " + to_string(precision);
+}
+
 }  // namespace numeral

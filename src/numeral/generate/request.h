@@ -32,4 +32,7 @@ std::string format_guidance(const GenerateRequest& request);
 std::string guidance_additions(const std::vector<int64_t>& w_interval, double w_guide,
                                const std::string& guide);
 
+// ", network in bfloat16" for a precision other than float32 (the default); "" for float32.
+std::string precision_addition(Precision precision);
+
 }  // namespace numeral

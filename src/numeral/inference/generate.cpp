@@ -56,8 +56,7 @@ ModelFn sampling_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion,
                       "precision bfloat16: LibTorch cannot run bfloat16 convolutions on this {} "
                       "(its CPU instructions or oneDNN build); use float32",
                       device.str());
-  const auto type = bf16 ? torch::kBFloat16 : torch::kFloat;
-  return in_chunks(eps_model(model, std::move(diffusion), options.guidance, type),
+  return in_chunks(eps_model(model, std::move(diffusion), options.guidance, options.precision),
                    options.resolved_forward_batch(device));
 }
 

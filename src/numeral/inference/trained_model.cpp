@@ -207,10 +207,8 @@ TrainedModel export_for_sampling(const std::filesystem::path& from, const std::f
 }
 
 ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, double guidance,
-                  torch::ScalarType network) {
-  NUMERAL_CHECK(network == torch::kFloat || network == torch::kBFloat16,
-                "eps_model: the network runs in float32 or bfloat16, not {}",
-                c10::toString(network));
+                  Precision precision) {
+  const auto network = precision == Precision::bfloat16 ? torch::kBFloat16 : torch::kFloat;
   const bool student = model->config().guidance_input;
   return [model, diffusion, guidance, student, network](
              const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) mutable {

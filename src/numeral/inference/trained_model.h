@@ -78,10 +78,10 @@ TrainedModel export_for_sampling(const std::filesystem::path& from, const std::f
 
 // A ModelFn returning predicted noise from a model, whatever it was trained to predict. A student
 // (config.guidance_input) is given the guidance weight `guidance` on every call; a trained model
-// ignores it (guidance is then classifier_free_guidance's job). With `network` kBFloat16 the
+// ignores it (guidance is then classifier_free_guidance's job). With Precision::bfloat16 the
 // network runs in bfloat16 (its input rounded, its output taken back to x's type before the
 // prediction is turned into noise); without autograd only.
 ModelFn eps_model(UNet model, std::shared_ptr<GaussianDiffusion> diffusion, double guidance = 0,
-                  torch::ScalarType network = torch::kFloat);
+                  Precision precision = Precision::float32);
 
 }  // namespace numeral
